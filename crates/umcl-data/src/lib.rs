@@ -1,0 +1,9 @@
+//! Data unification for umcl, with no dependency on libtorch.
+//!
+//! Image-report pairs, image-label sets and labelled reports become one training set of
+//! (image, text, labels). This crate owns the label schema ([`schema`]); the sample model,
+//! source adapters, labels-to-text synthesis, the report labeler, the image pipeline and
+//! tokenization live here too as they land (see `docs/architecture.md`). Other projects can
+//! depend on it without libtorch.
+
+pub mod schema;

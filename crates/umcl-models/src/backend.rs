@@ -1,0 +1,626 @@
+//! libtorch start-up, done once per process before any other tch call: the CUDA backend,
+//! the device, the intra-op thread count, and bf16 autocast.
+//!
+//! The torch wheel splits CUDA into `libtorch_cuda.so`, which our binaries do not link (rustc
+//! links with `--as-needed`, and we build on machines without a GPU). Its static initialisers
+//! register the CUDA backend, so [`init`] loads it with `dlopen` from the directory of the
+//! `libtorch_cpu.so` this process loaded, or from the path in `UMCL_LIBTORCH_CUDA`. On a machine
+//! without the CUDA libraries the load fails cleanly and everything runs on the CPU.
+//!
+//! ```no_run
+//! use umcl_models::backend::{self, BackendConfig};
+//!
+//! let backend = backend::init(&BackendConfig::default())?;
+//! println!("{backend}");
+//! let x = tch::Tensor::ones([2, 2], (tch::Kind::Float, backend.device));
+//! # Ok::<(), umcl_models::backend::BackendError>(())
+//! ```
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use tch::{Cuda, Device, Kind};
+
+/// Environment variable naming an explicit `libtorch_cuda.so` to load.
+pub const CUDA_LIB_ENV: &str = "UMCL_LIBTORCH_CUDA";
+
+/// Errors from backend start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A device string that is not `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[error("invalid device `{0}`: expected auto, cpu, cuda or cuda:N")]
+    InvalidDevice(String),
+    /// CUDA was asked for but is not usable.
+    #[error("device `{requested}` asked for, but CUDA is not available ({reason})")]
+    CudaUnavailable {
+        /// The device string as given.
+        requested: String,
+        /// Why CUDA is not available.
+        reason: String,
+    },
+    /// A CUDA ordinal beyond the devices present.
+    #[error("device cuda:{index} asked for, but only {count} CUDA device(s) are present")]
+    NoSuchCudaDevice {
+        /// The ordinal asked for.
+        index: usize,
+        /// The number of devices present.
+        count: usize,
+    },
+    /// A thread count of zero.
+    #[error("thread count must be at least 1")]
+    ZeroThreads,
+    /// A libtorch symbol this crate calls directly is missing.
+    #[error("libtorch symbol `{0}` not found (is this libtorch {1}?)")]
+    MissingSymbol(&'static str, &'static str),
+    /// Autocast asked for a dtype other than bf16 or fp16.
+    #[error("autocast supports bf16 and fp16, not {0:?}")]
+    AutocastKind(Kind),
+}
+
+/// Which device to run on, as the user writes it: `auto | cpu | cuda | cuda:N`.
+///
+/// ```
+/// use umcl_models::backend::DeviceRequest;
+/// assert_eq!("cuda:1".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(1));
+/// assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
+/// assert!("gpu".parse::<DeviceRequest>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceRequest {
+    /// The first CUDA device when CUDA is available, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The CUDA device with this ordinal (`cuda` means `cuda:0`).
+    Cuda(usize),
+}
+
+impl FromStr for DeviceRequest {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| BackendError::InvalidDevice(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// What [`init`] should set up.
+#[derive(Debug, Clone, Default)]
+pub struct BackendConfig {
+    /// The device to use. Default: [`DeviceRequest::Auto`].
+    pub device: DeviceRequest,
+    /// Intra-op threads. Default (`None`): the physical cores this process may run on.
+    pub threads: Option<usize>,
+}
+
+/// The outcome of loading `libtorch_cuda.so`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CudaLoad {
+    /// Loaded from this path.
+    Loaded(PathBuf),
+    /// Not loaded; the reason in one line.
+    Unavailable(String),
+}
+
+/// The backend as set up by [`init`]; `Display` prints the `umcl info` block.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// The device chosen.
+    pub device: Device,
+    /// Intra-op threads set.
+    pub threads: usize,
+    /// Whether CUDA is usable, and why not.
+    pub cuda: CudaLoad,
+    /// Number of CUDA devices (0 without CUDA).
+    pub cuda_devices: usize,
+    /// Whether cuDNN is usable.
+    pub cudnn: bool,
+    /// The directory of the `libtorch_cpu.so` in use, if found.
+    pub torch_lib_dir: Option<PathBuf>,
+    /// The libtorch version in use, read from the wheel's `version.py` when present.
+    pub libtorch_version: Option<String>,
+    /// Name and total memory in bytes of the chosen CUDA device.
+    pub gpu: Option<(String, u64)>,
+}
+
+/// The libtorch version this crate was built against.
+pub const LIBTORCH_BUILD_VERSION: &str = env!("UMCL_LIBTORCH_BUILD_VERSION");
+
+/// Loads the CUDA backend (once), chooses the device and sets the thread count.
+///
+/// Safe to call more than once: the CUDA load happens on the first call only.
+pub fn init(config: &BackendConfig) -> Result<Backend, BackendError> {
+    let cuda = load_cuda().clone();
+    let (cuda_devices, cudnn) = match cuda {
+        CudaLoad::Loaded(_) if Cuda::is_available() => (
+            usize::try_from(Cuda::device_count()).unwrap_or(0),
+            Cuda::cudnn_is_available(),
+        ),
+        _ => (0, false),
+    };
+    let unavailable = || match &cuda {
+        CudaLoad::Unavailable(reason) => reason.clone(),
+        CudaLoad::Loaded(_) => "libtorch_cuda.so loaded, but no CUDA device is visible".into(),
+    };
+    let device = match config.device {
+        DeviceRequest::Cpu => Device::Cpu,
+        DeviceRequest::Auto if cuda_devices > 0 => Device::Cuda(0),
+        DeviceRequest::Auto => Device::Cpu,
+        DeviceRequest::Cuda(_) if cuda_devices == 0 => {
+            return Err(BackendError::CudaUnavailable {
+                requested: config.device.to_string(),
+                reason: unavailable(),
+            })
+        }
+        DeviceRequest::Cuda(index) if index >= cuda_devices => {
+            return Err(BackendError::NoSuchCudaDevice {
+                index,
+                count: cuda_devices,
+            })
+        }
+        DeviceRequest::Cuda(index) => Device::Cuda(index),
+    };
+    let threads = match config.threads {
+        Some(0) => return Err(BackendError::ZeroThreads),
+        Some(n) => n,
+        None => physical_cores(),
+    };
+    tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
+    let torch_lib_dir = loaded_torch_lib_dir();
+    let libtorch_version = torch_lib_dir.as_deref().and_then(runtime_torch_version);
+    let gpu = match device {
+        Device::Cuda(index) => cuda_driver::device_name_and_memory(index),
+        _ => None,
+    };
+    Ok(Backend {
+        device,
+        threads,
+        cuda,
+        cuda_devices,
+        cudnn,
+        torch_lib_dir,
+        libtorch_version,
+        gpu,
+    })
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = self.libtorch_version.as_deref().unwrap_or("unknown");
+        writeln!(f, "umcl       {}", env!("CARGO_PKG_VERSION"))?;
+        writeln!(
+            f,
+            "libtorch   {version} (built against {LIBTORCH_BUILD_VERSION})"
+        )?;
+        if let Some(dir) = &self.torch_lib_dir {
+            writeln!(f, "torch lib  {}", dir.display())?;
+        }
+        match &self.cuda {
+            CudaLoad::Loaded(_) if self.cuda_devices > 0 => {
+                writeln!(f, "CUDA       available, {} device(s)", self.cuda_devices)?
+            }
+            CudaLoad::Loaded(path) => writeln!(
+                f,
+                "CUDA       not available (loaded {}, but no device is visible)",
+                path.display()
+            )?,
+            CudaLoad::Unavailable(reason) => writeln!(f, "CUDA       not available ({reason})")?,
+        }
+        let cudnn = if self.cudnn {
+            "available"
+        } else {
+            "not available"
+        };
+        writeln!(f, "cuDNN      {cudnn}")?;
+        match (&self.device, &self.gpu) {
+            (Device::Cuda(i), Some((name, bytes))) => writeln!(
+                f,
+                "device     cuda:{i} ({name}, {:.1} GiB)",
+                *bytes as f64 / (1u64 << 30) as f64
+            )?,
+            (Device::Cuda(i), None) => writeln!(f, "device     cuda:{i}")?,
+            _ => writeln!(f, "device     cpu")?,
+        }
+        write!(f, "threads    {} (intra-op)", self.threads)
+    }
+}
+
+/// The user-facing name of a device: `cpu`, `cuda:N`.
+///
+/// ```
+/// assert_eq!(umcl_models::backend::device_name(tch::Device::Cuda(1)), "cuda:1");
+/// ```
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Cpu => "cpu".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Loads `libtorch_cuda.so` once per process; later calls return the first outcome.
+pub fn load_cuda() -> &'static CudaLoad {
+    static LOAD: OnceLock<CudaLoad> = OnceLock::new();
+    LOAD.get_or_init(|| {
+        let path = match std::env::var_os(CUDA_LIB_ENV) {
+            Some(path) => PathBuf::from(path),
+            None => match loaded_torch_lib_dir() {
+                Some(dir) => dir.join("libtorch_cuda.so"),
+                None => {
+                    return CudaLoad::Unavailable(
+                        "libtorch_cpu.so is not among the loaded libraries".into(),
+                    )
+                }
+            },
+        };
+        if !path.exists() {
+            return CudaLoad::Unavailable(format!("{} does not exist", path.display()));
+        }
+        match dlopen_global(&path) {
+            Ok(()) => CudaLoad::Loaded(path),
+            Err(reason) => {
+                CudaLoad::Unavailable(format!("libtorch_cuda.so could not be loaded: {reason}"))
+            }
+        }
+    })
+}
+
+fn dlopen_global(path: &Path) -> Result<(), String> {
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", path.display()))?;
+    // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept open for the
+    // life of the process on purpose (the CUDA backend registers itself on load).
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    if handle.is_null() {
+        Err(last_dl_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn last_dl_error() -> String {
+    // SAFETY: dlerror returns NULL or a NUL-terminated string owned by libc.
+    let msg = unsafe { libc::dlerror() };
+    if msg.is_null() {
+        "unknown dlopen error".into()
+    } else {
+        // SAFETY: non-null pointer from dlerror, read before any other dl call.
+        unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The directory of the `libtorch_cpu.so` mapped into this process, from `/proc/self/maps`.
+pub fn loaded_torch_lib_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libtorch_cpu.so"))
+        .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+}
+
+/// `torch/version.py`'s `__version__` next to a wheel's `torch/lib`.
+fn runtime_torch_version(lib_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(lib_dir.parent()?.join("version.py")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("__version__ = "))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+}
+
+/// Physical cores among the CPUs this process may run on (hyper-threads counted once).
+pub fn physical_cores() -> usize {
+    let fallback = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } == 0;
+    if !ok {
+        return fallback;
+    }
+    let mut cores = std::collections::BTreeSet::new();
+    for cpu in 0..libc::CPU_SETSIZE as usize {
+        // SAFETY: cpu < CPU_SETSIZE.
+        if !unsafe { libc::CPU_ISSET(cpu, &set) } {
+            continue;
+        }
+        let topo = format!("/sys/devices/system/cpu/cpu{cpu}/topology");
+        let read = |name: &str| std::fs::read_to_string(format!("{topo}/{name}")).ok();
+        match (read("physical_package_id"), read("core_id")) {
+            (Some(package), Some(core)) => {
+                cores.insert((package.trim().to_string(), core.trim().to_string()));
+            }
+            _ => return fallback,
+        }
+    }
+    if cores.is_empty() {
+        fallback
+    } else {
+        cores.len()
+    }
+}
+
+/// Looks a C++ symbol of libtorch up in the process's global namespace.
+fn torch_symbol(name: &'static str) -> Result<*mut c_void, BackendError> {
+    // Loading CUDA first makes sure the backends are registered before autocast is touched.
+    let _ = load_cuda();
+    let c_name = CString::new(name)
+        .map_err(|_| BackendError::MissingSymbol(name, LIBTORCH_BUILD_VERSION))?;
+    // SAFETY: dlsym on RTLD_DEFAULT with a valid NUL-terminated name.
+    let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c_name.as_ptr()) };
+    if ptr.is_null() {
+        Err(BackendError::MissingSymbol(name, LIBTORCH_BUILD_VERSION))
+    } else {
+        Ok(ptr)
+    }
+}
+
+/// The ATen autocast entry points (`at::autocast::*`), called directly: tch's own autocast
+/// cannot pick the dtype and goes through deprecated functions that warn on every call.
+struct AutocastFns {
+    is_enabled: unsafe extern "C" fn(i8) -> bool,
+    set_enabled: unsafe extern "C" fn(i8, bool),
+    get_dtype: unsafe extern "C" fn(i8) -> i8,
+    set_dtype: unsafe extern "C" fn(i8, i8),
+    increment_nesting: unsafe extern "C" fn() -> i64,
+    decrement_nesting: unsafe extern "C" fn() -> i64,
+    clear_cache: unsafe extern "C" fn(),
+}
+
+fn autocast_fns() -> Result<&'static AutocastFns, BackendError> {
+    static FNS: OnceLock<Result<AutocastFns, &'static str>> = OnceLock::new();
+    let fns = FNS.get_or_init(|| {
+        let get = |name: &'static str| torch_symbol(name).map_err(|_| name);
+        // SAFETY: these mangled names are the at::autocast functions with exactly these C++
+        // signatures in libtorch 2.11 (c10::DeviceType and c10::ScalarType are int8 enums).
+        unsafe {
+            Ok(AutocastFns {
+                is_enabled: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8) -> bool>(
+                    get("_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE")?,
+                ),
+                set_enabled: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8, bool)>(
+                    get("_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb")?,
+                ),
+                get_dtype: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8) -> i8>(
+                    get("_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE")?,
+                ),
+                set_dtype: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8, i8)>(
+                    get("_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE")?,
+                ),
+                increment_nesting: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> i64>(
+                    get("_ZN2at8autocast17increment_nestingEv")?,
+                ),
+                decrement_nesting: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> i64>(
+                    get("_ZN2at8autocast17decrement_nestingEv")?,
+                ),
+                clear_cache: std::mem::transmute::<*mut c_void, unsafe extern "C" fn()>(get(
+                    "_ZN2at8autocast11clear_cacheEv",
+                )?),
+            })
+        }
+    });
+    fns.as_ref()
+        .map_err(|name| BackendError::MissingSymbol(name, LIBTORCH_BUILD_VERSION))
+}
+
+/// Mixed precision for the ops run while the guard lives (like `torch.autocast`).
+///
+/// Matmuls and convolutions run in `kind` (bf16 or fp16); numerically sensitive ops stay fp32.
+/// Dropping the guard restores the previous state. Guards nest.
+///
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+/// let guard = umcl_models::backend::autocast(Device::Cpu, Kind::BFloat16)?;
+/// assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+/// drop(guard);
+/// # Ok::<(), umcl_models::backend::BackendError>(())
+/// ```
+pub fn autocast(device: Device, kind: Kind) -> Result<AutocastGuard, BackendError> {
+    let scalar_type = match kind {
+        Kind::BFloat16 => 15,
+        Kind::Half => 5,
+        other => return Err(BackendError::AutocastKind(other)),
+    };
+    let device_type = match device {
+        Device::Cuda(_) => 1,
+        _ => 0,
+    };
+    let fns = autocast_fns()?;
+    // SAFETY: valid device and scalar type codes; see AutocastFns.
+    unsafe {
+        let guard = AutocastGuard {
+            fns,
+            device_type,
+            prev_enabled: (fns.is_enabled)(device_type),
+            prev_dtype: (fns.get_dtype)(device_type),
+        };
+        (fns.set_dtype)(device_type, scalar_type);
+        (fns.set_enabled)(device_type, true);
+        (fns.increment_nesting)();
+        Ok(guard)
+    }
+}
+
+/// Restores the autocast state on drop; see [`autocast`].
+pub struct AutocastGuard {
+    fns: &'static AutocastFns,
+    device_type: i8,
+    prev_enabled: bool,
+    prev_dtype: i8,
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        // SAFETY: see AutocastFns; mirrors torch.autocast.__exit__.
+        unsafe {
+            if (self.fns.decrement_nesting)() == 0 {
+                (self.fns.clear_cache)();
+            }
+            (self.fns.set_enabled)(self.device_type, self.prev_enabled);
+            (self.fns.set_dtype)(self.device_type, self.prev_dtype);
+        }
+    }
+}
+
+/// Device name and memory from the CUDA driver API (libcuda), which every GPU host has.
+mod cuda_driver {
+    use super::*;
+
+    pub(super) fn device_name_and_memory(index: usize) -> Option<(String, u64)> {
+        let lib = CString::new("libcuda.so.1").ok()?;
+        // SAFETY: dlopen/dlsym with valid names; the driver functions are called with the
+        // documented signatures and buffers of the stated sizes.
+        unsafe {
+            let handle = libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+            if handle.is_null() {
+                return None;
+            }
+            let sym = |name: &str| {
+                let name = CString::new(name).ok()?;
+                let ptr = libc::dlsym(handle, name.as_ptr());
+                (!ptr.is_null()).then_some(ptr)
+            };
+            let cu_init: unsafe extern "C" fn(u32) -> c_int = std::mem::transmute(sym("cuInit")?);
+            let cu_device_get: unsafe extern "C" fn(*mut c_int, c_int) -> c_int =
+                std::mem::transmute(sym("cuDeviceGet")?);
+            let cu_name: unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int =
+                std::mem::transmute(sym("cuDeviceGetName")?);
+            let cu_mem: unsafe extern "C" fn(*mut usize, c_int) -> c_int =
+                std::mem::transmute(sym("cuDeviceTotalMem_v2")?);
+            if cu_init(0) != 0 {
+                return None;
+            }
+            let mut device: c_int = 0;
+            if cu_device_get(&mut device, c_int::try_from(index).ok()?) != 0 {
+                return None;
+            }
+            let mut buf = [0 as c_char; 256];
+            if cu_name(buf.as_mut_ptr(), buf.len() as c_int, device) != 0 {
+                return None;
+            }
+            let mut bytes = 0usize;
+            if cu_mem(&mut bytes, device) != 0 {
+                return None;
+            }
+            let name = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+            Some((name, bytes as u64))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_strings_parse() {
+        assert_eq!(
+            "auto".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Auto
+        );
+        assert_eq!(
+            " CPU ".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Cpu
+        );
+        assert_eq!(
+            "cuda".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Cuda(3)
+        );
+        for bad in ["", "gpu", "cuda:", "cuda:-1", "cuda:x", "cpu:0"] {
+            assert!(bad.parse::<DeviceRequest>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn init_on_cpu_reports_the_loaded_libtorch() {
+        let backend = init(&BackendConfig {
+            device: DeviceRequest::Cpu,
+            threads: Some(1),
+        })
+        .unwrap();
+        assert_eq!(backend.device, Device::Cpu);
+        assert_eq!(tch::get_num_threads(), 1);
+        let dir = backend
+            .torch_lib_dir
+            .as_ref()
+            .expect("libtorch_cpu.so mapped");
+        assert!(dir.join("libtorch_cpu.so").exists());
+        let version = backend.libtorch_version.as_deref().unwrap_or("none");
+        assert!(
+            version.starts_with(LIBTORCH_BUILD_VERSION),
+            "runtime {version} vs built {LIBTORCH_BUILD_VERSION}"
+        );
+        let report = backend.to_string();
+        assert!(report.contains("device     cpu"), "{report}");
+        assert!(report.contains("threads    1"), "{report}");
+    }
+
+    #[test]
+    fn zero_threads_and_missing_cuda_devices_are_errors() {
+        let zero = init(&BackendConfig {
+            device: DeviceRequest::Cpu,
+            threads: Some(0),
+        });
+        assert!(matches!(zero, Err(BackendError::ZeroThreads)));
+        if !Cuda::is_available() {
+            let cuda = init(&BackendConfig {
+                device: DeviceRequest::Cuda(0),
+                threads: Some(1),
+            });
+            assert!(matches!(cuda, Err(BackendError::CudaUnavailable { .. })));
+        }
+    }
+
+    #[test]
+    fn physical_cores_is_positive_and_bounded() {
+        let cores = physical_cores();
+        let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!(cores >= 1 && cores <= logical, "{cores} of {logical}");
+    }
+
+    #[test]
+    fn bf16_autocast_on_cpu_changes_matmul_dtype_and_restores() {
+        let a = tch::Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+        {
+            let _outer = autocast(Device::Cpu, Kind::BFloat16).unwrap();
+            assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+            {
+                let _inner = autocast(Device::Cpu, Kind::BFloat16).unwrap();
+                assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+            }
+            // Still on after the inner guard is dropped.
+            assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+        }
+        assert_eq!(a.matmul(&a).kind(), Kind::Float);
+        assert!(matches!(
+            autocast(Device::Cpu, Kind::Float),
+            Err(BackendError::AutocastKind(Kind::Float))
+        ));
+    }
+}

@@ -1,0 +1,2 @@
+//! Training and evaluation for umcl: the trainer, checkpoints and resume, and the
+//! zero-shot, retrieval and linear-probe evaluations (see `docs/architecture.md`).

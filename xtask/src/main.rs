@@ -1,0 +1,166 @@
+//! `cargo xtask`: the project's automation, written in Rust so it needs nothing but cargo.
+//!
+//! Commands:
+//! - `setup [--cuda]`: the project-local venv with torch and the `.libtorch` folder tch builds against.
+//! - `test`: fmt check, clippy with warnings denied, every test of the workspace.
+//! - `train [-- ARGS]`: the main job on the built-in data.
+//! - `bench [GROUP]`: the criterion suites.
+//! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
+
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  setup [--cuda]     install torch into .venv and lay out .libtorch (idempotent, offline when done)
+                     --cuda: the full CUDA torch, for a GPU machine that has no torch of its own
+  test               cargo fmt --check, clippy -D warnings, every test in the workspace
+  train [-- ARGS]    the main job: train on the built-in phantom data (ARGS go to `umcl train`)
+  bench [GROUP]      run the criterion benchmark suites (all, or one crate's: data, models, losses, train)
+  ref-venv           create .venv-ref (full torch + torchvision/timm/transformers) for reference scripts
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let Some((command, rest)) = args.split_first() else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    match command.as_str() {
+        "setup" => {
+            let cuda = parse_flags(rest, &["--cuda"])?.contains(&"--cuda");
+            setup::ensure(&root, cuda).map(|_| ())
+        }
+        "ref-venv" => {
+            parse_flags(rest, &[])?;
+            setup::ensure_ref_venv(&root).map(|_| ())
+        }
+        "test" => {
+            parse_flags(rest, &[])?;
+            test(&root)
+        }
+        "train" => train(&root, rest),
+        "bench" => bench(&root, rest),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// Accepts only the listed flags; returns those that were given.
+fn parse_flags<'a>(args: &[String], allowed: &[&'a str]) -> Result<Vec<&'a str>> {
+    let mut seen = Vec::new();
+    for arg in args {
+        match allowed.iter().find(|a| **a == arg.as_str()) {
+            Some(flag) => seen.push(*flag),
+            None => bail!("unexpected argument `{arg}`\n\n{USAGE}"),
+        }
+    }
+    Ok(seen)
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask lives in <root>/xtask.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A cargo command in the workspace root, using the cargo that runs us.
+fn cargo(root: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root);
+    cmd
+}
+
+/// Runs a command to completion, failing with its command line if it fails.
+pub(crate) fn status(cmd: &mut Command) -> Result<()> {
+    let line = format!("{cmd:?}");
+    eprintln!("xtask: $ {line}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    setup::ensure(root, false)?;
+    let started = std::time::Instant::now();
+    status(cargo(root).args(["fmt", "--all", "--check"]))?;
+    status(cargo(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    status(cargo(root).args(["test", "--workspace", "--no-fail-fast"]))?;
+    eprintln!(
+        "xtask: test: fmt, clippy and all tests passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn train(root: &Path, args: &[String]) -> Result<()> {
+    if let Some(first) = args.first().filter(|a| *a != "--") {
+        bail!("unexpected argument `{first}`: options for `umcl train` go after `--`");
+    }
+    setup::ensure(root, false)?;
+    bail!(
+        "training is not available yet: the trainer (umcl-train, issue #7) has not landed, so there \
+         is no `umcl train` to run. What exists today: `cargo xtask setup`, `cargo xtask test` and \
+         `target/release/umcl info`."
+    )
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    setup::ensure(root, false)?;
+    eprintln!(
+        "xtask: bench: running the criterion suites that exist; the side-by-side PyTorch \
+         comparisons (issue #8) have not landed yet"
+    );
+    let mut cmd = cargo(root);
+    cmd.arg("bench");
+    match args {
+        [] => {
+            cmd.arg("--workspace");
+        }
+        [group] => {
+            let package = match group.as_str() {
+                "data" | "models" | "losses" | "train" => format!("umcl-{group}"),
+                other => {
+                    bail!("unknown bench group `{other}` (expected data, models, losses or train)")
+                }
+            };
+            cmd.args(["--package", &package]);
+        }
+        _ => bail!("bench takes at most one group\n\n{USAGE}"),
+    }
+    status(&mut cmd)
+}
