@@ -1,5 +1,16 @@
-//! Encoders for umcl on tch: image encoders (ResNet, ViT), the BERT text encoder, continuous
-//! prompts, the dual encoder and weight import, plus [`backend`], the libtorch start-up every
-//! tch-using crate and binary goes through.
+//! Encoders for umcl on tch: image encoders ([`resnet`], [`vit`]), the [`bert`] text encoder,
+//! continuous prompts ([`prompt`]), the dual encoder ([`dual`]) and weight [`import`], plus
+//! [`backend`], the libtorch start-up every tch-using crate and binary goes through.
+//!
+//! Every encoder names its variables as its reference checkpoint does (torchvision, timm,
+//! Hugging Face), so published safetensors files load through [`import`] with at most a small
+//! key map; `docs/models.md` lists the configs, the key names and the measured parity with
+//! PyTorch.
+#![warn(missing_docs)]
 
 pub mod backend;
+pub mod bert;
+pub mod error;
+pub mod import;
+
+pub use error::ModelError;

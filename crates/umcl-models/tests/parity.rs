@@ -1,0 +1,194 @@
+//! Parity with PyTorch: each encoder loads the weights that
+//! `tests/reference/export_weights.py` exported from torchvision, timm or transformers and must
+//! reproduce that library's outputs for the same inputs (fp32, CPU, eval mode) within 1e-4.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Device, Kind, Tensor};
+use umcl_models::bert::{bert_keys, Bert, BertConfig, Pooling};
+use umcl_models::import::{import_safetensors, import_tensors, read_safetensors, KeyAction};
+
+const TOL: f64 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn io(dir: &Path, name: &str) -> HashMap<String, Tensor> {
+    read_safetensors(&dir.join(format!("{name}.io.safetensors")))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Max absolute difference, asserted below `TOL`; returns it for the printed record.
+fn check(what: &str, got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.size(), want.size(), "{what}: shape");
+    let diff = (got - want).abs().max().double_value(&[]);
+    println!("{what}: max abs diff {diff:.3e}");
+    assert!(diff <= TOL, "{what}: max abs diff {diff} > {TOL}");
+    diff
+}
+
+fn bert_from(dir: &Path, name: &str) -> (nn::VarStore, Bert) {
+    let config = BertConfig::from_file(&dir.join(format!("{name}.json"))).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let bert = Bert::new(&vs.root(), &config).unwrap();
+    let report = import_safetensors(
+        &vs,
+        &dir.join(format!("{name}.safetensors")),
+        &bert_keys,
+        false,
+    )
+    .unwrap();
+    assert!(report.is_complete(), "{report}");
+    // The pooler is ignored on purpose (and the position_ids buffer, which older files hold).
+    assert!(report.ignored.contains(&"pooler.dense.weight".to_string()));
+    assert!(report
+        .ignored
+        .iter()
+        .all(|k| k.starts_with("pooler.") || k.ends_with("position_ids")));
+    (vs, bert)
+}
+
+fn bert_parity(dir: &Path, name: &str) {
+    let (_vs, bert) = bert_from(dir, name);
+    let io = io(dir, name);
+    let ids = &io["in.input_ids"];
+    let mask = &io["in.attention_mask"];
+    let out = bert.forward_ids(ids, mask, false).unwrap();
+    check(
+        &format!("{name} last_hidden_state"),
+        &out.last_hidden_state,
+        &io["out.last_hidden_state"],
+    );
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        check(
+            &format!("{name} hidden_states.{i}"),
+            h,
+            &io[&format!("out.hidden_states.{i}")],
+        );
+    }
+    check(
+        &format!("{name} cls"),
+        &bert.pool(&out, Pooling::Cls).unwrap(),
+        &io["out.cls"],
+    );
+    check(
+        &format!("{name} mean"),
+        &bert.pool(&out, Pooling::Mean).unwrap(),
+        &io["out.mean"],
+    );
+    check(
+        &format!("{name} mean_last_2"),
+        &bert.pool(&out, Pooling::MeanLastK(2)).unwrap(),
+        &io["out.mean_last_2"],
+    );
+    let out = bert
+        .forward_embeds(&io["in.inputs_embeds"], mask, false)
+        .unwrap();
+    check(
+        &format!("{name} inputs_embeds"),
+        &out.last_hidden_state,
+        &io["out.embeds_last_hidden_state"],
+    );
+}
+
+#[test]
+fn bert_matches_transformers() {
+    bert_parity(&fixtures(), "bert_tiny");
+}
+
+#[test]
+fn bert_loads_prefixed_legacy_keys() {
+    // The same weights under `module.bert.` with gamma/beta LayerNorm names, as older
+    // checkpoints write them, load into the same model and give the same output.
+    let dir = fixtures();
+    let tensors = read_safetensors(&dir.join("bert_tiny.safetensors")).unwrap();
+    let renamed: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let k = k
+                .replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta");
+            (format!("module.bert.{k}"), v)
+        })
+        .collect();
+    let config = BertConfig::from_file(&dir.join("bert_tiny.json")).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let bert = Bert::new(&vs.root(), &config).unwrap();
+    let report = import_tensors(&vs, renamed, Path::new("renamed"), &bert_keys, false).unwrap();
+    assert!(report.is_complete());
+    let io = io(&dir, "bert_tiny");
+    let out = bert
+        .forward_ids(&io["in.input_ids"], &io["in.attention_mask"], false)
+        .unwrap();
+    check(
+        "bert_tiny legacy keys",
+        &out.last_hidden_state,
+        &io["out.last_hidden_state"],
+    );
+}
+
+#[test]
+fn bert_rejects_a_file_of_another_size() {
+    let dir = fixtures();
+    let config = BertConfig {
+        num_hidden_layers: 3,
+        ..BertConfig::from_file(&dir.join("bert_tiny.json")).unwrap()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _bert = Bert::new(&vs.root(), &config).unwrap();
+    let err = import_safetensors(&vs, &dir.join("bert_tiny.safetensors"), &bert_keys, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("16 missing: encoder.layer.2."), "{err}");
+    let wider = BertConfig {
+        intermediate_size: 256,
+        ..BertConfig::from_file(&dir.join("bert_tiny.json")).unwrap()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _bert = Bert::new(&vs.root(), &wider).unwrap();
+    let err = import_safetensors(&vs, &dir.join("bert_tiny.safetensors"), &bert_keys, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("6 shape-mismatched"), "{err}");
+}
+
+#[test]
+fn fp16_file_keeps_the_model_fp32() {
+    let dir = fixtures();
+    let tensors: Vec<(String, Tensor)> = read_safetensors(&dir.join("bert_tiny.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if v.is_floating_point() { v.to_kind(Kind::Half) } else { v };
+            (k, v)
+        })
+        .collect();
+    let config = BertConfig::from_file(&dir.join("bert_tiny.json")).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let bert = Bert::new(&vs.root(), &config).unwrap();
+    let report = import_tensors(&vs, tensors, Path::new("half"), &bert_keys, false).unwrap();
+    assert!(report.converted.iter().all(|(_, from, to)| *from == Kind::Half && *to == Kind::Float));
+    assert_eq!(report.converted.len(), report.loaded.len());
+    assert!(vs.variables().values().all(|v| v.kind() == Kind::Float));
+    let _ = bert;
+    let _ = KeyAction::Ignore;
+}
+
+/// Full sizes, on demand: `export_weights.py --full`, then
+/// `UMCL_PARITY_FULL=1 cargo test -p umcl-models --release --test parity full_size -- --nocapture`.
+#[test]
+fn full_size() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/parity-full");
+    if std::env::var_os("UMCL_PARITY_FULL").is_none() || !dir.is_dir() {
+        eprintln!(
+            "skipping full-size parity: set UMCL_PARITY_FULL=1 after running export_weights.py --full ({})",
+            dir.display()
+        );
+        return;
+    }
+    bert_parity(&dir, "bert_base");
+}
