@@ -1,4 +1,19 @@
 //! Contrastive losses for umcl, as pure functions of tensors (no model code).
 //!
-//! This crate will own the CLIP loss and the label-aware Image-Text-Label losses
-//! (see `docs/losses.md` once they land).
+//! - [`clip_loss`]: CLIP's symmetric InfoNCE with the identity target.
+//! - [`itl_loss`]: the Image-Text-Label loss, whose targets come from the labels of the batch
+//!   (multi-positive or soft), with optional false-negative masking, an identity fallback for
+//!   unlabelled samples, and a chunked form whose memory grows linearly with the batch.
+//!
+//! Equations, options, defaults and when to choose each: `docs/losses.md`. Everything runs on
+//! whatever device the tensors are on; half-precision inputs are computed in fp32.
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod loss;
+mod targets;
+
+pub use config::{ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
+pub use error::LossError;
+pub use loss::{clip_loss, itl_loss, LossDiagnostics, LossOutput};
