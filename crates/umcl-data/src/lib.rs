@@ -7,3 +7,4 @@
 //! depend on it without libtorch.
 
 pub mod schema;
+pub mod tokenize;
