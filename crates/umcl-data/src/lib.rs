@@ -7,4 +7,6 @@
 //! depend on it without libtorch.
 
 pub mod schema;
+pub mod augment;
+pub mod images;
 pub mod tokenize;

@@ -1,0 +1,160 @@
+//! The image pipeline (decode -> resize to 224 -> augment -> normalise) on the JPEGs of
+//! `../shared/data/covid-cxr-512`, one thread and two, side by side with the PIL + torchvision
+//! reference (`benches/reference/pil_pipeline.py`, run with `.venv-ref/bin/python`) doing the
+//! same operations on the same files. Prints the ratios at the end; docs/benchmarks.md keeps
+//! the numbers.
+//!
+//! Skips with a notice when the shared data set is absent; skips the reference when the
+//! reference venv is absent.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rayon::prelude::*;
+use umcl_data::augment::{self, Augment};
+use umcl_data::images::{self, Fit, Preprocess};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn jpegs() -> Option<Vec<PathBuf>> {
+    let dir = repo_root().join("../shared/data/covid-cxr-512/images");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "images bench: {} is absent, skipping (the shared data set is not part of the repo)",
+            dir.display()
+        );
+        return None;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    files.sort();
+    Some(files)
+}
+
+fn pre() -> Preprocess {
+    Preprocess {
+        size: 224,
+        fit: Fit::Stretch,
+        ..Preprocess::default()
+    }
+}
+
+/// One image through the whole pipeline, into `out`.
+fn pipeline(path: &Path, index: u64, aug: &Augment, pre: &Preprocess, out: &mut [f32]) {
+    let img = images::load(path).expect("the bench images decode");
+    let resized = pre.resize(&img);
+    let params = aug.sample(pre.size, 0, 0, index);
+    augment::apply(&resized, &params, pre, out).expect("valid options");
+}
+
+fn run_all(files: &[PathBuf], threads: usize) {
+    let aug = Augment::default();
+    let pre = pre();
+    if threads == 1 {
+        let mut out = vec![0.0f32; pre.output_len()];
+        for (i, f) in files.iter().enumerate() {
+            pipeline(f, i as u64, &aug, &pre, &mut out);
+        }
+    } else {
+        files
+            .par_iter()
+            .enumerate()
+            .for_each_init(
+                || vec![0.0f32; pre.output_len()],
+                |out, (i, f)| pipeline(f, i as u64, &aug, &pre, out),
+            );
+    }
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(files) = jpegs() else { return };
+    let mut g = c.benchmark_group("image_pipeline_224");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(files.len() as u64));
+    for threads in [1, 2] {
+        let p = pool(threads);
+        g.bench_function(format!("umcl_{threads}_thread"), |b| {
+            b.iter(|| p.install(|| run_all(&files, threads)))
+        });
+    }
+    g.finish();
+    side_by_side(&files);
+}
+
+/// Times our pipeline and runs the Python reference in the same process run, then prints
+/// images/s and the ratios.
+fn side_by_side(files: &[PathBuf]) {
+    let python = repo_root().join(".venv-ref/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "images bench: {} is absent, skipping the PIL + torchvision reference (cargo xtask ref-venv)",
+            python.display()
+        );
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/pil_pipeline.py");
+    let dir = files[0].parent().expect("files have a folder");
+    let passes = 3;
+    for threads in [1usize, 2] {
+        let p = pool(threads);
+        p.install(|| run_all(&files[..20.min(files.len())], threads)); // warm-up
+        let t0 = Instant::now();
+        for _ in 0..passes {
+            p.install(|| run_all(files, threads));
+        }
+        let ours = (files.len() * passes) as f64 / t0.elapsed().as_secs_f64();
+        let mut best: Option<(String, f64)> = None;
+        for variant in ["pil", "tensor"] {
+            let out = std::process::Command::new(&python)
+                .arg(&script)
+                .args(["--images", &dir.to_string_lossy()])
+                .args(["--workers", &threads.to_string()])
+                .args(["--passes", &passes.to_string()])
+                .args(["--variant", variant])
+                .output()
+                .expect("the reference script runs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let Some(rate) = parse_rate(&text) else {
+                eprintln!(
+                    "images bench: reference {variant} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                continue;
+            };
+            println!("reference {variant:6} threads={threads}: {rate:8.1} images/s");
+            if best.as_ref().is_none_or(|(_, r)| rate > *r) {
+                best = Some((variant.to_string(), rate));
+            }
+        }
+        println!("umcl             threads={threads}: {ours:8.1} images/s");
+        if let Some((variant, rate)) = best {
+            println!(
+                "ratio umcl / fastest reference ({variant}), threads={threads}: {:.2}x",
+                ours / rate
+            );
+        }
+    }
+}
+
+fn parse_rate(json_line: &str) -> Option<f64> {
+    let key = "\"images_per_s\": ";
+    let start = json_line.find(key)? + key.len();
+    let rest = &json_line[start..];
+    let end = rest.find(['}', ','])?;
+    rest[..end].trim().parse().ok()
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
