@@ -11,6 +11,10 @@
 pub mod backend;
 pub mod bert;
 pub mod error;
+pub mod image;
 pub mod import;
+pub mod resnet;
+pub mod text;
+pub mod vit;
 
 pub use error::ModelError;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 use umcl_models::bert::{bert_keys, Bert, BertConfig, Pooling};
 use umcl_models::import::{import_safetensors, import_tensors, read_safetensors, KeyAction};
+use umcl_models::resnet::{torchvision_keys, ResNet, ResNetConfig};
+use umcl_models::vit::{hf_vit_to_timm, timm_keys, Vit, VitConfig};
 
 const TOL: f64 = 1e-4;
 
@@ -191,4 +193,123 @@ fn full_size() {
         return;
     }
     bert_parity(&dir, "bert_base");
+    resnet_parity(&dir, "resnet18", ResNetConfig::resnet18());
+    resnet_parity(&dir, "resnet50", ResNetConfig::resnet50());
+    vit_parity(&dir, "vit_base", VitConfig::base(), &[224, 384]);
+}
+
+fn resnet_parity(dir: &Path, name: &str, config: ResNetConfig) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = ResNet::new(&vs.root(), &config).unwrap();
+    let report = import_safetensors(
+        &vs,
+        &dir.join(format!("{name}.safetensors")),
+        &torchvision_keys,
+        false,
+    )
+    .unwrap();
+    assert!(report.is_complete(), "{report}");
+    // fc.weight, fc.bias and one num_batches_tracked per BatchNorm are ignored on purpose.
+    assert!(report.ignored.contains(&"fc.weight".to_string()));
+    assert!(report
+        .ignored
+        .iter()
+        .all(|k| k.starts_with("fc.") || k.ends_with("num_batches_tracked")));
+    let io = io(dir, name);
+    let f = model.forward_t(&io["in.images"], false).unwrap();
+    check(&format!("{name} grid"), &f.local, &io["out.grid"]);
+    check(&format!("{name} pooled"), &f.pooled, &io["out.pooled"]);
+}
+
+fn resnet_fixture_config(name: &str) -> ResNetConfig {
+    let text = std::fs::read_to_string(fixtures().join(format!("{name}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn resnet18_structure_matches_torchvision() {
+    resnet_parity(&fixtures(), "resnet18_w8", resnet_fixture_config("resnet18_w8"));
+}
+
+#[test]
+fn resnet50_structure_matches_torchvision() {
+    resnet_parity(&fixtures(), "resnet50_w8", resnet_fixture_config("resnet50_w8"));
+}
+
+#[test]
+fn resnet_rejects_the_wrong_block_type() {
+    // Bottleneck weights into a basic-block model: missing and unexpected keys, never silent.
+    let config = ResNetConfig {
+        block: umcl_models::resnet::Block::Basic,
+        ..resnet_fixture_config("resnet50_w8")
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = ResNet::new(&vs.root(), &config).unwrap();
+    let err = import_safetensors(
+        &vs,
+        &fixtures().join("resnet50_w8.safetensors"),
+        &torchvision_keys,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unexpected: layer1.0.bn3.bias"), "{err}");
+    assert!(err.contains("shape-mismatched"), "{err}");
+}
+
+fn vit_parity(dir: &Path, name: &str, config: VitConfig, sizes: &[i64]) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Vit::new(&vs.root(), &config).unwrap();
+    let report = import_safetensors(
+        &vs,
+        &dir.join(format!("{name}.safetensors")),
+        &timm_keys,
+        false,
+    )
+    .unwrap();
+    assert!(report.is_complete(), "{report}");
+    let io = io(dir, name);
+    for s in sizes {
+        let f = model.forward_t(&io[&format!("in.images_{s}")], false).unwrap();
+        let tokens = &io[&format!("out.tokens_{s}")];
+        let n = tokens.size()[1];
+        check(&format!("{name} {s}px pooled"), &f.pooled, &io[&format!("out.pooled_{s}")]);
+        check(&format!("{name} {s}px patch tokens"), &f.local, &tokens.narrow(1, 1, n - 1));
+    }
+}
+
+#[test]
+fn vit_matches_timm_with_resampled_positions() {
+    let text = std::fs::read_to_string(fixtures().join("vit_tiny_d2.json")).unwrap();
+    let config: VitConfig = serde_json::from_str(&text).unwrap();
+    assert_eq!(config.embed_dim, VitConfig::tiny().embed_dim);
+    // 32 px is the configured size; 48 px resamples the 2x2 position grid to 3x3.
+    vit_parity(&fixtures(), "vit_tiny_d2", config, &[32, 48]);
+}
+
+#[test]
+fn vit_loads_hugging_face_files() {
+    let dir = fixtures();
+    let config = VitConfig {
+        image_size: 32,
+        patch_size: 16,
+        in_channels: 3,
+        embed_dim: 64,
+        depth: 2,
+        num_heads: 4,
+        mlp_ratio: 2.0,
+        layer_norm_eps: 1e-12,
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Vit::new(&vs.root(), &config).unwrap();
+    let tensors = read_safetensors(&dir.join("hf_vit_tiny.safetensors")).unwrap();
+    let (tensors, dropped) = hf_vit_to_timm(tensors).unwrap();
+    assert_eq!(dropped, vec!["pooler.dense.bias", "pooler.dense.weight"]);
+    let report = import_tensors(&vs, tensors, Path::new("hf_vit_tiny"), &timm_keys, false).unwrap();
+    assert!(report.is_complete(), "{report}");
+    let io = io(&dir, "hf_vit_tiny");
+    let f = model.forward_t(&io["in.images"], false).unwrap();
+    check("hf_vit_tiny pooled", &f.pooled, &io["out.pooled"]);
+    let tokens = &io["out.tokens"];
+    check("hf_vit_tiny patch tokens", &f.local, &tokens.narrow(1, 1, tokens.size()[1] - 1));
 }
