@@ -5,6 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use tch::{Kind, Tensor};
 use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 
+mod models_cmd;
+
 /// Unified medical image-text-label contrastive pretraining.
 #[derive(Parser)]
 #[command(name = "umcl", version, about, propagate_version = true)]
@@ -21,6 +23,10 @@ enum Command {
     ///
     /// Example: umcl info --device auto
     Info(BackendArgs),
+    /// Sentence embeddings from a pretrained text encoder: one row per input line, as .npy.
+    ///
+    /// Example: umcl embed --text-encoder DIR --texts sentences.txt --output emb.npy
+    Embed(models_cmd::EmbedArgs),
 }
 
 /// Options that choose where libtorch runs.
@@ -57,6 +63,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info(args) => info(&args),
+        Command::Embed(args) => models_cmd::embed(&args),
     }
 }
 
