@@ -6,7 +6,13 @@
 //! tokenization live here too as they land (see `docs/architecture.md`). Other projects can
 //! depend on it without libtorch.
 
-pub mod schema;
 pub mod augment;
+pub mod error;
 pub mod images;
+pub mod manifest;
+pub mod sample;
+pub mod schema;
+pub mod sources;
+pub mod split;
+pub mod synth;
 pub mod tokenize;

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use tch::{Kind, Tensor};
 use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 
+mod data_cmd;
 mod models_cmd;
 
 /// Unified medical image-text-label contrastive pretraining.
@@ -23,6 +24,10 @@ enum Command {
     ///
     /// Example: umcl info --device auto
     Info(BackendArgs),
+    /// Unified manifests: prepare one from a dataset, print its counts, split it by patient.
+    ///
+    /// Example: umcl data prepare --source chexpert --input CheXpert-v1.0-small/train.csv --out chexpert.jsonl
+    Data(data_cmd::DataArgs),
     /// Sentence embeddings from a pretrained text encoder: one row per input line, as .npy.
     ///
     /// Example: umcl embed --text-encoder DIR --texts sentences.txt --output emb.npy
@@ -63,6 +68,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info(args) => info(&args),
+        Command::Data(args) => data_cmd::run(args),
         Command::Embed(args) => models_cmd::embed(&args),
     }
 }

@@ -1,0 +1,109 @@
+//! The COVID-19 image data collection (`metadata.csv`, Cohen et al. 2020).
+//!
+//! One X-ray per row (rows of other modalities are left out and counted in
+//! `Prepared::samples`' absence only when [`CovidOptions::xray_only`] is set). Text is
+//! `clinical_notes` (empty: no text, not an error). The patient is `patientid`. The image is the
+//! `image` column (as in `shared/data/covid-cxr-512`) or else `images/` + `filename`, relative to
+//! the CSV's directory.
+//!
+//! Labels come from `finding` through the schema's `covid-cxr` table, each part of a combined
+//! finding (`COVID-19, ARDS`, `Pneumonia/Viral/COVID-19`) looked up on its own: COVID-19, SARS,
+//! MERS, influenza, varicella, and the bacterial and fungal pneumonias (Streptococcus,
+//! Klebsiella, Legionella, Mycoplasma, Pneumocystis, E.Coli, Lipoid, ...) are pneumonia
+//! positive; `No Finding` is no_finding positive; ARDS is lung_opacity positive; `todo` (not yet
+//! labelled) leaves every label unmentioned. An unknown finding is a bad row. The raw string is
+//! kept in `meta["finding"]`, with `view`, `offset`, `sex`, `age` and `license` where present.
+
+use std::path::{Path, PathBuf};
+
+use super::{check_image, dir_of, Collector, CsvTable, Prepared, ReadOptions};
+use crate::error::Result;
+use crate::sample::Sample;
+use crate::schema::{LabelState, Schema};
+
+/// Where the COVID-19 collection's files are.
+#[derive(Debug, Clone, Default)]
+pub struct CovidOptions {
+    /// `metadata.csv`.
+    pub csv_file: PathBuf,
+    /// The folder image paths are relative to (default: the CSV's directory).
+    pub image_root: Option<PathBuf>,
+}
+
+/// Reads the collection's `metadata.csv`. Rows whose `modality` is given and is not `X-ray`
+/// (CT scans in the full collection) are skipped and counted as bad rows would be.
+pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Result<Prepared> {
+    let csv_path = &options.csv_file;
+    let mut table = CsvTable::open(csv_path)?;
+    let patient_col = table.column("patientid")?;
+    let finding_col = table.column("finding")?;
+    let notes_col = table.column("clinical_notes")?;
+    let image_col = table.optional_column("image");
+    let filename_col = table.column("filename")?;
+    let modality_col = table.optional_column("modality");
+    let meta_cols: Vec<(&str, usize)> = ["view", "offset", "sex", "age", "license"]
+        .into_iter()
+        .filter_map(|name| table.optional_column(name).map(|col| (name, col)))
+        .collect();
+    let root = options
+        .image_root
+        .clone()
+        .unwrap_or_else(|| dir_of(csv_path));
+    let mut collector = Collector::new(read);
+    while let Some(row) = table.next_row()? {
+        let (line, sample) = match row {
+            Err(err) => (0, Err(err)),
+            Ok(row) => {
+                let sample = (|| {
+                    if let Some(col) = modality_col {
+                        let modality = row.get(col)?;
+                        if !modality.is_empty() && !modality.eq_ignore_ascii_case("x-ray") {
+                            return Err(row.error(format!(
+                                "modality `{modality}` is not an X-ray (pass --skip-bad to leave such rows out)"
+                            )));
+                        }
+                    }
+                    let rel = match image_col {
+                        Some(col) => row.required(col)?.to_string(),
+                        None => format!("images/{}", row.required(filename_col)?),
+                    };
+                    let id = Path::new(&rel)
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or(&rel)
+                        .to_string();
+                    let mut sample = Sample::new(id, "covid-cxr", schema);
+                    sample.patient_id = Some(row.required(patient_col)?.to_string());
+                    sample.image = Some(check_image(read, root.join(&rel), csv_path, row.line)?);
+                    sample.set_text(row.get(notes_col)?);
+                    let finding = row.required(finding_col)?;
+                    for part in finding
+                        .split([',', '/'])
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                    {
+                        let targets = schema.lookup("covid-cxr", part).ok_or_else(|| {
+                            row.error(format!(
+                                "unknown finding `{part}` in `finding` (`{finding}`)"
+                            ))
+                        })?;
+                        for &index in targets {
+                            sample.labels[index] = LabelState::Positive;
+                        }
+                    }
+                    sample.meta.insert("finding".into(), finding.to_string());
+                    for &(key, col) in &meta_cols {
+                        let value = row.get(col)?;
+                        if !value.is_empty() {
+                            sample.meta.insert(key.to_string(), value.to_string());
+                        }
+                    }
+                    Ok(Some(sample))
+                })();
+                (row.line, sample)
+            }
+        };
+        collector.accept(csv_path, line, sample)?;
+    }
+    Ok(collector.finish())
+}

@@ -1,0 +1,434 @@
+//! Source adapters: each reads one public dataset's files and returns unified [`Sample`]s.
+//!
+//! | adapter | reads | patient | text | labels |
+//! |---|---|---|---|---|
+//! | [`mimic`] `mimic-cxr` | metadata CSV, chexpert or negbio CSV, report files | `subject_id` | findings + impression | 1/0/-1/blank |
+//! | [`chexpert`] `chexpert` | `train.csv` / `valid.csv` | from `Path` | none | 1/0/-1/blank |
+//! | [`chestxray14`] `chestx-ray14` | `Data_Entry_2017.csv` | `Patient ID` | none | named = positive, rest negative |
+//! | [`iu_xray`] `iu-xray` | the reports CSV | `uid` | findings + impression | MeSH head terms = positive |
+//! | [`covid`] `covid-cxr` | `metadata.csv` | `patientid` | `clinical_notes` | from `finding` |
+//! | [`generic`] `generic` | any CSV or JSONL | chosen by flags | chosen | chosen |
+//!
+//! Bad rows (malformed CSV, a wrong field count, an unknown label value, a missing image file,
+//! non-UTF-8 text, a repeated sample id) are an error naming file and line, or with
+//! [`ReadOptions::skip_bad`] a skip that [`Prepared::skipped`] lists. Nothing is dropped
+//! silently.
+
+pub mod chestxray14;
+pub mod chexpert;
+pub mod covid;
+pub mod generic;
+pub mod iu_xray;
+pub mod mimic;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::str::FromStr;
+
+use crate::error::{DataError, Result};
+use crate::sample::Sample;
+use crate::schema::LabelState;
+
+/// Options every adapter takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Skip bad rows (counted and listed in [`Prepared::skipped`]) instead of failing.
+    pub skip_bad: bool,
+    /// Check that every image file exists (a missing one is a bad row).
+    pub check_images: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            skip_bad: false,
+            check_images: true,
+        }
+    }
+}
+
+/// What an adapter produced.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The samples, in input order.
+    pub samples: Vec<Sample>,
+    /// The rows skipped under [`ReadOptions::skip_bad`], each naming its file and line.
+    pub skipped: Vec<DataError>,
+}
+
+/// The adapters, by the name `umcl data prepare --source NAME` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// MIMIC-CXR-JPG.
+    MimicCxr,
+    /// CheXpert.
+    Chexpert,
+    /// NIH ChestX-ray14.
+    ChestXray14,
+    /// IU X-ray (OpenI) reports.
+    IuXray,
+    /// The COVID-19 image data collection.
+    CovidCxr,
+    /// Any CSV or JSONL file.
+    Generic,
+}
+
+impl SourceKind {
+    /// Every adapter.
+    pub const ALL: [SourceKind; 6] = [
+        Self::MimicCxr,
+        Self::Chexpert,
+        Self::ChestXray14,
+        Self::IuXray,
+        Self::CovidCxr,
+        Self::Generic,
+    ];
+
+    /// The name on the command line and in the samples' `source` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MimicCxr => "mimic-cxr",
+            Self::Chexpert => "chexpert",
+            Self::ChestXray14 => "chestx-ray14",
+            Self::IuXray => "iu-xray",
+            Self::CovidCxr => "covid-cxr",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let wanted = s.to_ascii_lowercase().replace('_', "-");
+        let alias = match wanted.as_str() {
+            "mimic" | "mimic-cxr-jpg" => "mimic-cxr",
+            "chestxray14" | "nih" | "cxr14" => "chestx-ray14",
+            "iu" | "openi" => "iu-xray",
+            "covid" | "covid-chestxray" => "covid-cxr",
+            "csv" | "jsonl" => "generic",
+            other => other,
+        };
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == alias)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
+                DataError::Invalid(format!(
+                    "unknown source `{s}` (known: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// Collects samples and bad rows, enforcing unique ids.
+pub(crate) struct Collector {
+    options: ReadOptions,
+    prepared: Prepared,
+    ids: HashMap<String, (PathBuf, u64)>,
+}
+
+impl Collector {
+    pub(crate) fn new(options: ReadOptions) -> Collector {
+        Collector {
+            options,
+            prepared: Prepared::default(),
+            ids: HashMap::new(),
+        }
+    }
+
+    /// Takes the outcome of one row read at `path:line`: a sample, nothing, or a bad row.
+    pub(crate) fn accept(
+        &mut self,
+        path: &Path,
+        line: u64,
+        row: Result<Option<Sample>>,
+    ) -> Result<()> {
+        let result = row.and_then(|sample| match sample {
+            None => Ok(()),
+            Some(sample) => {
+                if let Some((first_path, first_line)) = self.ids.get(&sample.id) {
+                    let at = if first_path == path {
+                        format!("line {first_line}")
+                    } else {
+                        format!("{}:{first_line}", first_path.display())
+                    };
+                    return Err(DataError::at(
+                        path,
+                        line,
+                        format!("sample id `{}` repeats {at}", sample.id),
+                    ));
+                }
+                self.ids
+                    .insert(sample.id.clone(), (path.to_path_buf(), line));
+                self.prepared.samples.push(sample);
+                Ok(())
+            }
+        });
+        match result {
+            Err(err) if self.options.skip_bad => {
+                self.prepared.skipped.push(err);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn options(&self) -> ReadOptions {
+        self.options
+    }
+
+    pub(crate) fn finish(self) -> Prepared {
+        self.prepared
+    }
+}
+
+/// Checks an image path when asked to; a missing file is an error at `path:line`.
+pub(crate) fn check_image(
+    options: ReadOptions,
+    image: PathBuf,
+    path: &Path,
+    line: u64,
+) -> Result<PathBuf> {
+    if options.check_images && !image.is_file() {
+        return Err(DataError::at(
+            path,
+            line,
+            format!("image file {} not found", image.display()),
+        ));
+    }
+    Ok(image)
+}
+
+/// Opens a file for reading, decompressing it when its name ends in `.gz`.
+pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
+    let file = File::open(path).map_err(|err| DataError::io(path, err))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// The directory a file lies in (`.` for a bare file name).
+pub(crate) fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A reader that notes the byte offset of every newline it passes on.
+struct NewlineIndex {
+    inner: Box<dyn Read>,
+    offset: u64,
+    newlines: Rc<RefCell<Vec<u64>>>,
+}
+
+impl Read for NewlineIndex {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut newlines = self.newlines.borrow_mut();
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, &b)| b == b'\n') {
+            newlines.push(self.offset + i as u64);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// A CSV file with a header row, read record by record with 1-based line numbers.
+///
+/// Line numbers are counted here rather than taken from the csv crate, whose line count lags
+/// one behind in files with CRLF line ends.
+pub(crate) struct CsvTable {
+    path: PathBuf,
+    reader: csv::Reader<NewlineIndex>,
+    headers: Vec<String>,
+    newlines: Rc<RefCell<Vec<u64>>>,
+}
+
+/// One CSV record and the line it starts on.
+pub(crate) struct CsvRow<'t> {
+    table: &'t CsvTable,
+    record: csv::ByteRecord,
+    /// The line the record starts on.
+    pub(crate) line: u64,
+}
+
+impl CsvTable {
+    pub(crate) fn open(path: &Path) -> Result<CsvTable> {
+        Self::open_with(path, b',')
+    }
+
+    pub(crate) fn open_with(path: &Path, delimiter: u8) -> Result<CsvTable> {
+        let newlines = Rc::new(RefCell::new(Vec::new()));
+        let input = NewlineIndex {
+            inner: open_maybe_gz(path)?,
+            offset: 0,
+            newlines: Rc::clone(&newlines),
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(input);
+        let raw = match reader.byte_headers() {
+            Ok(raw) => raw.clone(),
+            Err(err) => return Err(csv_error(path, err, |_| 1)),
+        };
+        if raw.is_empty() {
+            return Err(DataError::file(
+                path,
+                "empty file, expected a CSV header row",
+            ));
+        }
+        let mut headers = Vec::with_capacity(raw.len());
+        for field in raw.iter() {
+            let header = std::str::from_utf8(field)
+                .map_err(|_| DataError::at(path, 1, "the header row is not valid UTF-8"))?;
+            headers.push(header.trim().to_string());
+        }
+        Ok(CsvTable {
+            path: path.to_path_buf(),
+            reader,
+            headers,
+            newlines,
+        })
+    }
+
+    /// The index of a column the adapter needs.
+    pub(crate) fn column(&self, name: &str) -> Result<usize> {
+        self.optional_column(name).ok_or_else(|| {
+            DataError::file(
+                &self.path,
+                format!(
+                    "missing column `{name}` (the header has: {})",
+                    self.headers.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// The index of a column that may be absent.
+    pub(crate) fn optional_column(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| h == name)
+    }
+
+    pub(crate) fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// The next record, or a bad row at its line; `Ok(None)` at the end of the file. The outer
+    /// error is an I/O failure that ends reading (never a row to skip).
+    pub(crate) fn next_row(&mut self) -> Result<Option<Result<CsvRow<'_>>>> {
+        let mut record = csv::ByteRecord::new();
+        match self.reader.read_byte_record(&mut record) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| self.line_of(p));
+                Ok(Some(Ok(CsvRow {
+                    table: self,
+                    record,
+                    line,
+                })))
+            }
+            Err(err) if matches!(err.kind(), csv::ErrorKind::Io(_)) => {
+                Err(csv_error(&self.path, err, |p| self.line_of(p)))
+            }
+            Err(err) => Ok(Some(Err(csv_error(&self.path, err, |p| self.line_of(p))))),
+        }
+    }
+
+    /// The 1-based line a record starts on: one more than the newlines before its first byte.
+    /// (A record after a CRLF starts, for the csv crate, at the `\n`, hence `<=`.)
+    fn line_of(&self, position: &csv::Position) -> u64 {
+        let newlines = self.newlines.borrow();
+        newlines.partition_point(|&offset| offset <= position.byte()) as u64 + 1
+    }
+}
+
+impl CsvRow<'_> {
+    /// The trimmed text of field `col`; a non-UTF-8 field is an error naming line and column.
+    pub(crate) fn get(&self, col: usize) -> Result<&str> {
+        let bytes = self.record.get(col).unwrap_or_default();
+        std::str::from_utf8(bytes).map(str::trim).map_err(|err| {
+            self.error(format!(
+                "column `{}` is not valid UTF-8 (bad byte at offset {})",
+                self.table.headers[col],
+                err.valid_up_to()
+            ))
+        })
+    }
+
+    /// The field `col`, or an error when it is empty.
+    pub(crate) fn required(&self, col: usize) -> Result<&str> {
+        let value = self.get(col)?;
+        if value.is_empty() {
+            return Err(self.error(format!("column `{}` is empty", self.table.headers[col])));
+        }
+        Ok(value)
+    }
+
+    /// A label state in CheXpert notation in column `col`.
+    pub(crate) fn label_state(&self, col: usize) -> Result<LabelState> {
+        let value = self.get(col)?;
+        value
+            .parse()
+            .map_err(|err| self.error(format!("column `{}`: {err}", self.table.headers[col])))
+    }
+
+    /// An error at this row's line.
+    pub(crate) fn error(&self, message: impl Into<String>) -> DataError {
+        DataError::at(&self.table.path, self.line, message)
+    }
+}
+
+fn csv_error(path: &Path, err: csv::Error, line_of: impl Fn(&csv::Position) -> u64) -> DataError {
+    let line = err.position().map(line_of);
+    let message = match err.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("wrong number of fields: {len}, the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!("not valid UTF-8 (field {})", err.field() + 1),
+        csv::ErrorKind::Io(io) => {
+            return DataError::io(path, std::io::Error::new(io.kind(), io.to_string()))
+        }
+        _ => format!("malformed CSV: {err}"),
+    };
+    match line {
+        Some(line) => DataError::at(path, line, message),
+        None => DataError::file(path, message),
+    }
+}
+
+/// Merges a state into a label that more than one source name maps to: positive wins over
+/// uncertain, uncertain over negative, negative over unmentioned.
+pub(crate) fn merge_state(current: LabelState, new: LabelState) -> LabelState {
+    fn rank(s: LabelState) -> u8 {
+        match s {
+            LabelState::Positive => 3,
+            LabelState::Uncertain => 2,
+            LabelState::Negative => 1,
+            LabelState::Unmentioned => 0,
+        }
+    }
+    if rank(new) > rank(current) {
+        new
+    } else {
+        current
+    }
+}

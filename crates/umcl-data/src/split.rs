@@ -1,0 +1,302 @@
+//! Patient-level train/val/test splits, deterministic from a seed and three fractions.
+//!
+//! Samples are grouped by patient ([`Sample::group_key`]: source and patient id, or the sample
+//! alone when its source names no patient). Groups are ordered by a seeded hash of their key,
+//! so the order of the manifest does not matter, and the first `round(n * train)` groups go to
+//! train, the next `round(n * val)` to val, the rest to test (largest-remainder rounding, so the
+//! three counts add up to `n`). No patient is in two splits.
+//!
+//! The split is written next to the manifest as `STEM.splits.json`: the seed, the fractions,
+//! and the sample ids of each part, so a run can be reproduced from the file alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::manifest::AtomicFile;
+use crate::sample::Sample;
+use crate::synth::splitmix64;
+
+/// One part of a split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Part {
+    /// Training.
+    Train,
+    /// Validation.
+    Val,
+    /// Test.
+    Test,
+}
+
+impl Part {
+    /// The three parts.
+    pub const ALL: [Part; 3] = [Part::Train, Part::Val, Part::Test];
+
+    /// `train`, `val` or `test`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Train => "train",
+            Part::Val => "val",
+            Part::Test => "test",
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How to split: a seed and the train/val/test fractions of patients.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitSpec {
+    /// The seed of the patient order.
+    pub seed: u64,
+    /// Fractions of patients for train, val and test; non-negative, summing to 1.
+    pub fractions: [f64; 3],
+}
+
+impl SplitSpec {
+    /// A spec; the fractions must be finite, non-negative and sum to 1 (within 1e-6).
+    pub fn new(seed: u64, fractions: [f64; 3]) -> Result<SplitSpec> {
+        let sum: f64 = fractions.iter().sum();
+        if fractions.iter().any(|f| !f.is_finite() || *f < 0.0) || (sum - 1.0).abs() > 1e-6 {
+            return Err(DataError::Invalid(format!(
+                "split fractions {fractions:?} must be non-negative and sum to 1"
+            )));
+        }
+        Ok(SplitSpec { seed, fractions })
+    }
+}
+
+/// Parses `0.8,0.1,0.1`, or `0.8,0.1` with test taking the rest.
+///
+/// ```
+/// use umcl_data::split::parse_fractions;
+/// let [train, val, test] = parse_fractions("0.8,0.1").unwrap();
+/// assert_eq!((train, val), (0.8, 0.1));
+/// assert!((test - 0.1).abs() < 1e-12);
+/// assert!(parse_fractions("0.8,0.5").is_err());
+/// ```
+pub fn parse_fractions(text: &str) -> Result<[f64; 3]> {
+    let bad = || {
+        DataError::Invalid(format!(
+            "fractions `{text}`: expected TRAIN,VAL[,TEST] such as 0.8,0.1,0.1"
+        ))
+    };
+    let parts = text
+        .split(',')
+        .map(|p| f64::from_str(p.trim()).map_err(|_| bad()))
+        .collect::<Result<Vec<_>>>()?;
+    let fractions = match parts[..] {
+        [train, val] => [train, val, 1.0 - train - val],
+        [train, val, test] => [train, val, test],
+        _ => return Err(bad()),
+    };
+    SplitSpec::new(0, fractions)?;
+    Ok(fractions)
+}
+
+/// A split of one manifest's samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// How it was made.
+    pub spec: SplitSpec,
+    /// Sample ids per part, in manifest order.
+    pub ids: [Vec<String>; 3],
+    /// Patient (group) counts per part.
+    pub groups: [usize; 3],
+}
+
+impl Split {
+    /// Splits `samples` by patient.
+    pub fn new(samples: &[Sample], spec: SplitSpec) -> Split {
+        let mut keys: Vec<(u64, String)> = samples
+            .iter()
+            .map(|s| s.group_key())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|key| (group_hash(spec.seed, &key), key))
+            .collect();
+        keys.sort();
+        let counts = largest_remainder(keys.len(), spec.fractions);
+        let mut part_of: HashMap<String, Part> = HashMap::with_capacity(keys.len());
+        let mut next = keys.into_iter().map(|(_, key)| key);
+        for (part, count) in Part::ALL.into_iter().zip(counts) {
+            for key in next.by_ref().take(count) {
+                part_of.insert(key, part);
+            }
+        }
+        let mut ids: [Vec<String>; 3] = Default::default();
+        for sample in samples {
+            let part = part_of
+                .get(&sample.group_key())
+                .copied()
+                .unwrap_or(Part::Test);
+            ids[part as usize].push(sample.id.clone());
+        }
+        Split {
+            spec,
+            ids,
+            groups: counts,
+        }
+    }
+
+    /// The ids of one part.
+    pub fn ids(&self, part: Part) -> &[String] {
+        &self.ids[part as usize]
+    }
+
+    /// Sample id -> part.
+    pub fn lookup(&self) -> HashMap<&str, Part> {
+        Part::ALL
+            .into_iter()
+            .flat_map(|part| self.ids(part).iter().map(move |id| (id.as_str(), part)))
+            .collect()
+    }
+
+    /// Writes the split atomically; `manifest` is recorded by file name.
+    pub fn write(&self, path: &Path, manifest: &Path) -> Result<()> {
+        let file = SplitFile {
+            format: SPLIT_FORMAT.to_string(),
+            version: 1,
+            manifest: manifest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            unit: "patient".into(),
+            seed: self.spec.seed,
+            fractions: self.spec.fractions,
+            patients: Part::ALL
+                .into_iter()
+                .map(|p| (p.name().to_string(), self.groups[p as usize]))
+                .collect(),
+            train: self.ids[0].clone(),
+            val: self.ids[1].clone(),
+            test: self.ids[2].clone(),
+        };
+        let mut text = serde_json::to_vec_pretty(&file)
+            .map_err(|err| DataError::Invalid(format!("cannot encode the split: {err}")))?;
+        text.push(b'\n');
+        let mut out = AtomicFile::create(path)?;
+        out.write_all(&text)?;
+        out.commit()
+    }
+
+    /// Reads a split file; an id in two parts is an error.
+    pub fn read(path: &Path) -> Result<Split> {
+        let text = std::fs::read_to_string(path).map_err(|err| DataError::io(path, err))?;
+        let file: SplitFile = serde_json::from_str(&text)
+            .map_err(|err| DataError::file(path, format!("not a split file: {err}")))?;
+        if file.format != SPLIT_FORMAT || file.version != 1 {
+            return Err(DataError::file(
+                path,
+                format!(
+                    "format `{}` version {}, expected `{SPLIT_FORMAT}` version 1",
+                    file.format, file.version
+                ),
+            ));
+        }
+        let spec = SplitSpec::new(file.seed, file.fractions)
+            .map_err(|err| DataError::file(path, err.to_string()))?;
+        let split = Split {
+            spec,
+            groups: Part::ALL.map(|p| file.patients.get(p.name()).copied().unwrap_or(0)),
+            ids: [file.train, file.val, file.test],
+        };
+        let mut seen: HashMap<&str, Part> = HashMap::new();
+        for part in Part::ALL {
+            for id in split.ids(part) {
+                if let Some(other) = seen.insert(id, part) {
+                    return Err(DataError::file(
+                        path,
+                        format!("sample `{id}` is in both {other} and {part}"),
+                    ));
+                }
+            }
+        }
+        Ok(split)
+    }
+}
+
+const SPLIT_FORMAT: &str = "umcl-split";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitFile {
+    format: String,
+    version: u32,
+    manifest: String,
+    unit: String,
+    seed: u64,
+    fractions: [f64; 3],
+    patients: BTreeMap<String, usize>,
+    train: Vec<String>,
+    val: Vec<String>,
+    test: Vec<String>,
+}
+
+/// The split file that belongs to a manifest: `dir/STEM.splits.json` for `dir/STEM.jsonl`.
+pub fn split_path(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "manifest".into());
+    manifest.with_file_name(format!("{stem}.splits.json"))
+}
+
+/// A seeded, platform-independent hash of a group key.
+fn group_hash(seed: u64, key: &str) -> u64 {
+    let mut state = seed;
+    let mut hash = splitmix64(&mut state);
+    for byte in key.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut mixed = hash;
+    splitmix64(&mut mixed)
+}
+
+/// Splits `n` into three counts proportional to `fractions`, rounding by largest remainder
+/// (ties to the earlier part).
+fn largest_remainder(n: usize, fractions: [f64; 3]) -> [usize; 3] {
+    let exact = fractions.map(|f| f * n as f64);
+    let mut counts = exact.map(|e| e.floor() as usize);
+    let mut left = n.saturating_sub(counts.iter().sum());
+    let mut order = [0usize, 1, 2];
+    order.sort_by(|&a, &b| {
+        let ra = exact[a] - exact[a].floor();
+        let rb = exact[b] - exact[b].floor();
+        rb.total_cmp(&ra).then(a.cmp(&b))
+    });
+    for &i in order.iter().cycle() {
+        if left == 0 {
+            break;
+        }
+        counts[i] += 1;
+        left -= 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::largest_remainder;
+
+    #[test]
+    fn counts_add_up_and_follow_fractions() {
+        // 10 * (0.8, 0.1, 0.1) is exact.
+        assert_eq!(largest_remainder(10, [0.8, 0.1, 0.1]), [8, 1, 1]);
+        // 3 * (0.8, 0.1, 0.1) = (2.4, 0.3, 0.3): floors (2, 0, 0), the one left goes to the
+        // largest remainder, 0.4 of train.
+        assert_eq!(largest_remainder(3, [0.8, 0.1, 0.1]), [3, 0, 0]);
+        // 7 * (0.5, 0.25, 0.25) = (3.5, 1.75, 1.75): floors (3, 1, 1), two left go to val and
+        // test (0.75 each) before train (0.5).
+        assert_eq!(largest_remainder(7, [0.5, 0.25, 0.25]), [3, 2, 2]);
+        assert_eq!(largest_remainder(0, [0.8, 0.1, 0.1]), [0, 0, 0]);
+    }
+}

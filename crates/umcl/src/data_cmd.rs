@@ -1,0 +1,423 @@
+//! `umcl data prepare|stats|split`: unified manifests from public datasets, their counts, and
+//! patient-level splits.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use umcl_data::manifest::{self, Manifest, ManifestReader, SourceStats, Stats};
+use umcl_data::schema::Schema;
+use umcl_data::sources::{
+    chestxray14, chexpert, covid, generic, iu_xray, mimic, Prepared, ReadOptions, SourceKind,
+};
+use umcl_data::split::{self, Part, Split, SplitSpec};
+
+/// Unified (image, text, labels) manifests.
+#[derive(Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Convert one dataset into a unified manifest (JSON Lines).
+    ///
+    /// Sources and what --input is: chexpert: train.csv and/or valid.csv; chestx-ray14:
+    /// Data_Entry_2017.csv; iu-xray: the reports CSV; covid-cxr: metadata.csv; mimic-cxr: the
+    /// MIMIC-CXR-JPG folder (with --reports for text); generic: a CSV/TSV/JSONL file, columns
+    /// chosen by the --*-col flags.
+    ///
+    /// Example: umcl data prepare --source covid-cxr --input covid-cxr-512/metadata.csv --out covid.jsonl
+    Prepare(PrepareArgs),
+    /// Print counts per source, label and state of one or more manifests.
+    ///
+    /// Example: umcl data stats covid.jsonl
+    Stats(StatsArgs),
+    /// Write a patient-level train/val/test split next to a manifest (STEM.splits.json).
+    ///
+    /// Example: umcl data split covid.jsonl --seed 0 --fractions 0.8,0.1,0.1
+    Split(SplitArgs),
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr or generic
+    #[arg(long)]
+    source: String,
+    /// The dataset's file(s) or folder (see above); chexpert takes several
+    #[arg(long = "input", required = true, value_name = "PATH")]
+    inputs: Vec<PathBuf>,
+    /// The manifest to write (written atomically)
+    #[arg(long, value_name = "MANIFEST")]
+    out: PathBuf,
+    /// The label schema: `chest-xray` or a schema TOML file
+    #[arg(long, default_value = "chest-xray")]
+    schema: String,
+    /// Skip bad rows (counted and listed) instead of stopping at the first
+    #[arg(long)]
+    skip_bad: bool,
+    /// Do not check that image files exist
+    #[arg(long)]
+    no_check_images: bool,
+    /// The folder image paths are relative to [default: from the input's location]
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+    /// mimic-cxr: the MIMIC-CXR reports folder (holding files/pXX/...); without it, no text
+    #[arg(long, value_name = "DIR")]
+    reports: Option<PathBuf>,
+    /// mimic-cxr: the metadata CSV [default: INPUT/mimic-cxr-2.0.0-metadata.csv[.gz]]
+    #[arg(long, value_name = "CSV")]
+    metadata: Option<PathBuf>,
+    /// mimic-cxr: the label CSV [default: INPUT/mimic-cxr-2.0.0-LABEL_SET.csv[.gz]]
+    #[arg(long, value_name = "CSV")]
+    labels: Option<PathBuf>,
+    /// mimic-cxr: which label file, chexpert or negbio
+    #[arg(long, value_parser = ["chexpert", "negbio"])]
+    label_set: Option<String>,
+    /// generic: csv or jsonl [default: from the extension]
+    #[arg(long, value_parser = ["csv", "jsonl"])]
+    format: Option<String>,
+    /// generic: the samples' source name, also the schema table label names are looked up in
+    #[arg(long, value_name = "NAME")]
+    source_name: Option<String>,
+    /// generic: the sample id column [default: FILESTEM-LINE]
+    #[arg(long, value_name = "COL")]
+    id_col: Option<String>,
+    /// generic: the patient id column
+    #[arg(long, value_name = "COL")]
+    patient_col: Option<String>,
+    /// generic: the image path column
+    #[arg(long, value_name = "COL")]
+    image_col: Option<String>,
+    /// generic: a text column (repeat to join several with newlines)
+    #[arg(long, value_name = "COL")]
+    text_col: Vec<String>,
+    /// generic: label columns in 1/0/-1/blank, comma-separated, or `auto` for every column the
+    /// schema knows
+    #[arg(long, value_name = "COLS", value_delimiter = ',')]
+    label_cols: Vec<String>,
+    /// generic: a column listing positive findings
+    #[arg(long, value_name = "COL")]
+    label_list_col: Option<String>,
+    /// generic: the separator of --label-list-col [default: |]
+    #[arg(long, value_name = "SEP")]
+    list_sep: Option<String>,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Manifest files
+    #[arg(required = true, value_name = "MANIFEST")]
+    manifests: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct SplitArgs {
+    /// The manifest to split
+    #[arg(value_name = "MANIFEST")]
+    manifest: PathBuf,
+    /// The seed of the patient order
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fractions of patients: TRAIN,VAL[,TEST]
+    #[arg(long, default_value = "0.8,0.1,0.1")]
+    fractions: String,
+    /// Where to write the split [default: next to the manifest, STEM.splits.json]
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+}
+
+/// Runs `umcl data ...`.
+pub fn run(args: DataArgs) -> Result<()> {
+    match args.command {
+        DataCommand::Prepare(args) => prepare(&args),
+        DataCommand::Stats(args) => stats(&args),
+        DataCommand::Split(args) => split_cmd(&args),
+    }
+}
+
+impl PrepareArgs {
+    /// Fails when a flag of another source is given.
+    fn check_flags(&self, kind: SourceKind) -> Result<()> {
+        let mimic = [
+            ("--reports", self.reports.is_some()),
+            ("--metadata", self.metadata.is_some()),
+            ("--labels", self.labels.is_some()),
+            ("--label-set", self.label_set.is_some()),
+        ];
+        let generic = [
+            ("--format", self.format.is_some()),
+            ("--source-name", self.source_name.is_some()),
+            ("--id-col", self.id_col.is_some()),
+            ("--patient-col", self.patient_col.is_some()),
+            ("--image-col", self.image_col.is_some()),
+            ("--text-col", !self.text_col.is_empty()),
+            ("--label-cols", !self.label_cols.is_empty()),
+            ("--label-list-col", self.label_list_col.is_some()),
+            ("--list-sep", self.list_sep.is_some()),
+        ];
+        for (owner, flags) in [
+            (SourceKind::MimicCxr, &mimic[..]),
+            (SourceKind::Generic, &generic[..]),
+        ] {
+            if kind != owner {
+                if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
+                    bail!("{flag} applies only to --source {owner}");
+                }
+            }
+        }
+        if kind != SourceKind::Chexpert && self.inputs.len() > 1 {
+            bail!("--source {kind} takes one --input (only chexpert takes several)");
+        }
+        Ok(())
+    }
+
+    fn single_input(&self) -> PathBuf {
+        self.inputs[0].clone()
+    }
+}
+
+fn prepare(args: &PrepareArgs) -> Result<()> {
+    let kind: SourceKind = args.source.parse()?;
+    args.check_flags(kind)?;
+    let schema = Schema::resolve(&args.schema).context("cannot load the schema")?;
+    let read = ReadOptions {
+        skip_bad: args.skip_bad,
+        check_images: !args.no_check_images,
+    };
+    let image_root = args.images.clone();
+    let prepared: Prepared = match kind {
+        SourceKind::Chexpert => chexpert::prepare(
+            &chexpert::ChexpertOptions {
+                csv_files: args.inputs.clone(),
+                image_root,
+            },
+            &schema,
+            read,
+        )?,
+        SourceKind::ChestXray14 => chestxray14::prepare(
+            &chestxray14::Chestxray14Options {
+                csv_file: args.single_input(),
+                image_root,
+            },
+            &schema,
+            read,
+        )?,
+        SourceKind::IuXray => iu_xray::prepare(
+            &iu_xray::IuXrayOptions {
+                csv_file: args.single_input(),
+                image_root,
+            },
+            &schema,
+            read,
+        )?,
+        SourceKind::CovidCxr => covid::prepare(
+            &covid::CovidOptions {
+                csv_file: args.single_input(),
+                image_root,
+            },
+            &schema,
+            read,
+        )?,
+        SourceKind::MimicCxr => {
+            if image_root.is_some() {
+                bail!("--images does not apply to mimic-cxr: images are under INPUT/files");
+            }
+            mimic::prepare(
+                &mimic::MimicOptions {
+                    root: args.single_input(),
+                    metadata: args.metadata.clone(),
+                    labels: args.labels.clone(),
+                    label_set: match args.label_set.as_deref() {
+                        Some("negbio") => mimic::MimicLabels::Negbio,
+                        _ => mimic::MimicLabels::Chexpert,
+                    },
+                    reports: args.reports.clone(),
+                },
+                &schema,
+                read,
+            )?
+        }
+        SourceKind::Generic => {
+            if args.label_cols.is_empty() && args.label_list_col.is_none() {
+                eprintln!(
+                    "umcl: note: no --label-cols or --label-list-col: every label is unmentioned"
+                );
+            }
+            generic::prepare(
+                &generic::GenericOptions {
+                    file: args.single_input(),
+                    format: match args.format.as_deref() {
+                        Some("jsonl") => Some(generic::GenericFormat::Jsonl),
+                        Some(_) => Some(generic::GenericFormat::Csv),
+                        None => None,
+                    },
+                    source_name: args.source_name.clone(),
+                    id: args.id_col.clone(),
+                    patient: args.patient_col.clone(),
+                    image: args.image_col.clone(),
+                    text: args.text_col.clone(),
+                    label_columns: args.label_cols.clone(),
+                    label_list: args.label_list_col.clone(),
+                    list_separator: args.list_sep.clone(),
+                    image_root,
+                },
+                &schema,
+                read,
+            )?
+        }
+    };
+    manifest::write_manifest(&args.out, &schema, &prepared.samples)?;
+    let total = Stats::count(&prepared.samples, schema.len()).total();
+    println!(
+        "wrote {} samples to {} (source {kind}, schema {}): {} patients, {} with image, {} with text, {} with labels",
+        total.samples,
+        args.out.display(),
+        schema.name(),
+        total.patients,
+        total.with_image,
+        total.with_text,
+        total.with_labels
+    );
+    if !prepared.skipped.is_empty() {
+        const SHOWN: usize = 20;
+        println!("skipped {} bad rows (--skip-bad):", prepared.skipped.len());
+        for err in prepared.skipped.iter().take(SHOWN) {
+            println!("  {err}");
+        }
+        if prepared.skipped.len() > SHOWN {
+            let list = skipped_path(&args.out);
+            let text: String = prepared
+                .skipped
+                .iter()
+                .map(|err| format!("{err}\n"))
+                .collect();
+            std::fs::write(&list, text)
+                .with_context(|| format!("cannot write {}", list.display()))?;
+            println!(
+                "  ... and {} more, all listed in {}",
+                prepared.skipped.len() - SHOWN,
+                list.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `dir/STEM.skipped.txt` for `dir/STEM.jsonl`.
+fn skipped_path(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "manifest".into());
+    manifest.with_file_name(format!("{stem}.skipped.txt"))
+}
+
+fn stats(args: &StatsArgs) -> Result<()> {
+    for (i, path) in args.manifests.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let mut reader = ManifestReader::open(path)?;
+        let keys = reader.header().keys.clone();
+        let schema_name = reader.header().schema.clone();
+        let mut stats = Stats::default();
+        let mut ids = Vec::new();
+        for sample in reader.by_ref() {
+            let sample = sample?;
+            stats.add(&sample, keys.len());
+            ids.push(sample.id);
+        }
+        println!(
+            "manifest {} (schema {schema_name}, {} keys)",
+            path.display(),
+            keys.len()
+        );
+        println!();
+        println!(
+            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "source", "samples", "patients", "image", "text", "labels"
+        );
+        let total = stats.total();
+        let mut rows: Vec<(&str, &SourceStats)> =
+            stats.sources.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        if stats.sources.len() > 1 {
+            rows.push(("all", &total));
+        }
+        for (name, s) in &rows {
+            println!(
+                "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                name, s.samples, s.patients, s.with_image, s.with_text, s.with_labels
+            );
+        }
+        for (name, s) in &rows {
+            println!();
+            println!(
+                "{:<28} {:>9} {:>9} {:>9} {:>11}   [{name}]",
+                "label", "positive", "negative", "uncertain", "unmentioned"
+            );
+            for (key, counts) in keys.iter().zip(&s.states) {
+                println!(
+                    "{:<28} {:>9} {:>9} {:>9} {:>11}",
+                    key, counts[0], counts[1], counts[2], counts[3]
+                );
+            }
+        }
+        let split_file = split::split_path(path);
+        if split_file.exists() {
+            let split = Split::read(&split_file)?;
+            let lookup = split.lookup();
+            let missing = ids
+                .iter()
+                .filter(|id| !lookup.contains_key(id.as_str()))
+                .count();
+            println!();
+            println!(
+                "split {} (seed {}, fractions {:?})",
+                split_file.display(),
+                split.spec.seed,
+                split.spec.fractions
+            );
+            for part in Part::ALL {
+                println!(
+                    "  {:<6} {:>8} samples {:>8} patients",
+                    part.name(),
+                    split.ids(part).len(),
+                    split.groups[part as usize]
+                );
+            }
+            if missing > 0 {
+                println!("  note: {missing} samples of the manifest are in no part (the split is older than the manifest)");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn split_cmd(args: &SplitArgs) -> Result<()> {
+    let fractions = split::parse_fractions(&args.fractions)?;
+    let spec = SplitSpec::new(args.seed, fractions)?;
+    let manifest = Manifest::read(&args.manifest)?;
+    let split = Split::new(&manifest.samples, spec);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| split::split_path(&args.manifest));
+    split.write(&out, &args.manifest)?;
+    println!(
+        "wrote {} (seed {}, fractions {:?}, by patient)",
+        out.display(),
+        spec.seed,
+        spec.fractions
+    );
+    for part in Part::ALL {
+        println!(
+            "  {:<6} {:>8} samples {:>8} patients",
+            part.name(),
+            split.ids(part).len(),
+            split.groups[part as usize]
+        );
+    }
+    Ok(())
+}
