@@ -147,7 +147,9 @@ impl BertConfig {
         ];
         for (name, v) in positive {
             if v <= 0 {
-                return Err(ModelError::InvalidConfig(format!("{name} must be positive, got {v}")));
+                return Err(ModelError::InvalidConfig(format!(
+                    "{name} must be positive, got {v}"
+                )));
             }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
@@ -217,7 +219,12 @@ impl Embeddings {
             ..Default::default()
         };
         Self {
-            word: nn::embedding(p / "word_embeddings", c.vocab_size, c.hidden_size, Default::default()),
+            word: nn::embedding(
+                p / "word_embeddings",
+                c.vocab_size,
+                c.hidden_size,
+                Default::default(),
+            ),
             position: nn::embedding(
                 p / "position_embeddings",
                 c.max_position_embeddings,
@@ -292,7 +299,11 @@ impl SelfAttention {
         let probs = scores
             .softmax(-1, scores.kind())
             .dropout(self.attn_dropout, train);
-        let ctx = probs.matmul(&v).transpose(1, 2).contiguous().view([b, n, h]);
+        let ctx = probs
+            .matmul(&v)
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, n, h]);
         let out = self.output.forward(&ctx).dropout(self.dropout, train);
         self.norm.forward(&(out + xs))
     }
@@ -318,7 +329,12 @@ impl Layer {
                 c.intermediate_size,
                 Default::default(),
             ),
-            output: nn::linear(&o / "dense", c.intermediate_size, c.hidden_size, Default::default()),
+            output: nn::linear(
+                &o / "dense",
+                c.intermediate_size,
+                c.hidden_size,
+                Default::default(),
+            ),
             norm: nn::layer_norm(
                 &o / "LayerNorm",
                 vec![c.hidden_size],
@@ -402,7 +418,10 @@ impl Bert {
             )));
         }
         let (ids, mask) = if dims[1] > max {
-            (input_ids.narrow(1, 0, max), attention_mask.narrow(1, 0, max))
+            (
+                input_ids.narrow(1, 0, max),
+                attention_mask.narrow(1, 0, max),
+            )
         } else {
             (input_ids.shallow_clone(), attention_mask.shallow_clone())
         };
@@ -434,9 +453,15 @@ impl Bert {
         }
         let max = self.config.max_position_embeddings;
         let (embeds, mask) = if dims[1] > max {
-            (inputs_embeds.narrow(1, 0, max), attention_mask.narrow(1, 0, max))
+            (
+                inputs_embeds.narrow(1, 0, max),
+                attention_mask.narrow(1, 0, max),
+            )
         } else {
-            (inputs_embeds.shallow_clone(), attention_mask.shallow_clone())
+            (
+                inputs_embeds.shallow_clone(),
+                attention_mask.shallow_clone(),
+            )
         };
         let kind = embeds.kind();
         let min = match kind {
@@ -516,7 +541,10 @@ mod tests {
         let path = dir.path().join("config.json");
         std::fs::write(&path, "{\n  \"hidden_size\": \"wide\"\n}").unwrap();
         let msg = BertConfig::from_file(&path).unwrap_err().to_string();
-        assert!(msg.contains("config.json") && msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("config.json") && msg.contains("line 2"),
+            "{msg}"
+        );
         std::fs::write(&path, "{\"hidden_size\": 100, \"num_attention_heads\": 12}").unwrap();
         let msg = BertConfig::from_file(&path).unwrap_err().to_string();
         assert!(msg.contains("not a multiple"), "{msg}");

@@ -326,7 +326,13 @@ mod tests {
     #[test]
     fn missing_key_is_an_error_unless_partial() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), &[("fc.weight", Tensor::ones([2, 3], (Kind::Float, Device::Cpu)))]);
+        let path = write(
+            dir.path(),
+            &[(
+                "fc.weight",
+                Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
+            )],
+        );
         let vs = model();
         let err = import_safetensors(&vs, &path, &identity_keys, false).unwrap_err();
         let msg = err.to_string();
@@ -345,7 +351,10 @@ mod tests {
         let path = write(
             dir.path(),
             &[
-                ("fc.weight", Tensor::ones([2, 3], (Kind::Float, Device::Cpu))),
+                (
+                    "fc.weight",
+                    Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
+                ),
                 ("fc.bias", Tensor::ones([2], (Kind::Float, Device::Cpu))),
                 ("head.weight", Tensor::ones([4], (Kind::Float, Device::Cpu))),
             ],
@@ -375,7 +384,10 @@ mod tests {
         let path = write(
             dir.path(),
             &[
-                ("fc.weight", Tensor::ones([3, 2], (Kind::Float, Device::Cpu))),
+                (
+                    "fc.weight",
+                    Tensor::ones([3, 2], (Kind::Float, Device::Cpu)),
+                ),
                 ("fc.bias", Tensor::ones([2], (Kind::Float, Device::Cpu))),
             ],
         );
@@ -399,8 +411,14 @@ mod tests {
         let path = write(
             dir.path(),
             &[
-                ("fc.weight", Tensor::ones([2, 3], (Kind::Float, Device::Cpu))),
-                ("module.fc.weight", Tensor::ones([2, 3], (Kind::Float, Device::Cpu))),
+                (
+                    "fc.weight",
+                    Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
+                ),
+                (
+                    "module.fc.weight",
+                    Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
+                ),
                 ("fc.bias", Tensor::ones([2], (Kind::Float, Device::Cpu))),
             ],
         );
@@ -415,9 +433,14 @@ mod tests {
     #[test]
     fn missing_file_is_a_clear_error() {
         let vs = model();
-        let msg = import_safetensors(&vs, Path::new("/no/such.safetensors"), &identity_keys, false)
-            .unwrap_err()
-            .to_string();
+        let msg = import_safetensors(
+            &vs,
+            Path::new("/no/such.safetensors"),
+            &identity_keys,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(msg, "/no/such.safetensors: no such file");
     }
 
@@ -431,7 +454,10 @@ mod tests {
         import_safetensors(&b, &path, &identity_keys, false).unwrap();
         let (va, vb) = (a.variables(), b.variables());
         assert!(va["fc.weight"].equal(&vb["fc.weight"]));
-        assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "no temp file left");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().count() == 1,
+            "no temp file left"
+        );
     }
 
     #[test]

@@ -10,9 +10,11 @@
 
 pub mod backend;
 pub mod bert;
+pub mod dual;
 pub mod error;
 pub mod image;
 pub mod import;
+pub mod prompt;
 pub mod resnet;
 pub mod text;
 pub mod vit;

@@ -22,7 +22,6 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-
 use crate::error::ModelError;
 use crate::image::ImageFeatures;
 use crate::import::{strip_prefixes, KeyAction};
@@ -156,13 +155,28 @@ impl ResBlock {
         let c_out = planes * block.expansion();
         let convs = match block {
             Block::Basic => vec![
-                (conv(p / "conv1", c_in, planes, 3, stride, 1), bn(p / "bn1", planes)),
-                (conv(p / "conv2", planes, planes, 3, 1, 1), bn(p / "bn2", planes)),
+                (
+                    conv(p / "conv1", c_in, planes, 3, stride, 1),
+                    bn(p / "bn1", planes),
+                ),
+                (
+                    conv(p / "conv2", planes, planes, 3, 1, 1),
+                    bn(p / "bn2", planes),
+                ),
             ],
             Block::Bottleneck => vec![
-                (conv(p / "conv1", c_in, planes, 1, 1, 0), bn(p / "bn1", planes)),
-                (conv(p / "conv2", planes, planes, 3, stride, 1), bn(p / "bn2", planes)),
-                (conv(p / "conv3", planes, c_out, 1, 1, 0), bn(p / "bn3", c_out)),
+                (
+                    conv(p / "conv1", c_in, planes, 1, 1, 0),
+                    bn(p / "bn1", planes),
+                ),
+                (
+                    conv(p / "conv2", planes, planes, 3, stride, 1),
+                    bn(p / "bn2", planes),
+                ),
+                (
+                    conv(p / "conv3", planes, c_out, 1, 1, 0),
+                    bn(p / "bn3", c_out),
+                ),
             ],
         };
         let shortcut = (stride != 1 || c_in != c_out).then(|| {
@@ -217,7 +231,13 @@ impl ResNet {
             let mut v = Vec::with_capacity(blocks);
             for b in 0..blocks {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                v.push(ResBlock::new(&(&stage / b), config.block, c_in, planes, stride));
+                v.push(ResBlock::new(
+                    &(&stage / b),
+                    config.block,
+                    c_in,
+                    planes,
+                    stride,
+                ));
                 c_in = planes * config.block.expansion();
             }
             stages.push(v);

@@ -25,8 +25,12 @@ impl PretrainedBert {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let vs = nn::VarStore::new(device);
         let bert = Bert::new(&vs.root(), &config)?;
-        let report =
-            import_safetensors(&vs, &dir.join("model.safetensors"), &bert_keys, allow_partial)?;
+        let report = import_safetensors(
+            &vs,
+            &dir.join("model.safetensors"),
+            &bert_keys,
+            allow_partial,
+        )?;
         Ok(Self { vs, bert, report })
     }
 
@@ -56,9 +60,7 @@ impl PretrainedBert {
 
 /// Divides each row by its L2 norm (rows of zeros stay zero).
 pub fn l2_normalize(xs: &Tensor) -> Tensor {
-    let norm = xs
-        .norm_scalaropt_dim(2, [-1], true)
-        .clamp_min(1e-12);
+    let norm = xs.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12);
     xs / norm
 }
 

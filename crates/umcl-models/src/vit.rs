@@ -206,9 +206,10 @@ pub fn hf_vit_to_timm(
     }
     for ((i, param), parts) in qkv {
         match parts {
-            [Some(q), Some(k), Some(v)] => {
-                out.push((format!("blocks.{i}.attn.qkv.{param}"), Tensor::cat(&[q, k, v], 0)))
-            }
+            [Some(q), Some(k), Some(v)] => out.push((
+                format!("blocks.{i}.attn.qkv.{param}"),
+                Tensor::cat(&[q, k, v], 0),
+            )),
             _ => {
                 return Err(ModelError::Input(format!(
                     "Hugging Face ViT layer {i}: query, key and value {param} must all be present"
@@ -377,7 +378,10 @@ impl Vit {
         }
         let b = dims[0];
         let (gh, gw) = (dims[2] / ps, dims[3] / ps);
-        let patches = images.apply(&self.patch_embed).flatten(2, 3).transpose(1, 2);
+        let patches = images
+            .apply(&self.patch_embed)
+            .flatten(2, 3)
+            .transpose(1, 2);
         let cls = self.cls_token.expand([b, 1, self.config.embed_dim], false);
         let mut xs = Tensor::cat(&[cls, patches], 1) + self.pos_embed_for(gh, gw);
         for block in &self.blocks {

@@ -165,7 +165,11 @@ fn fp16_file_keeps_the_model_fp32() {
         .unwrap()
         .into_iter()
         .map(|(k, v)| {
-            let v = if v.is_floating_point() { v.to_kind(Kind::Half) } else { v };
+            let v = if v.is_floating_point() {
+                v.to_kind(Kind::Half)
+            } else {
+                v
+            };
             (k, v)
         })
         .collect();
@@ -173,7 +177,10 @@ fn fp16_file_keeps_the_model_fp32() {
     let vs = nn::VarStore::new(Device::Cpu);
     let bert = Bert::new(&vs.root(), &config).unwrap();
     let report = import_tensors(&vs, tensors, Path::new("half"), &bert_keys, false).unwrap();
-    assert!(report.converted.iter().all(|(_, from, to)| *from == Kind::Half && *to == Kind::Float));
+    assert!(report
+        .converted
+        .iter()
+        .all(|(_, from, to)| *from == Kind::Half && *to == Kind::Float));
     assert_eq!(report.converted.len(), report.loaded.len());
     assert!(vs.variables().values().all(|v| v.kind() == Kind::Float));
     let _ = bert;
@@ -228,12 +235,20 @@ fn resnet_fixture_config(name: &str) -> ResNetConfig {
 
 #[test]
 fn resnet18_structure_matches_torchvision() {
-    resnet_parity(&fixtures(), "resnet18_w8", resnet_fixture_config("resnet18_w8"));
+    resnet_parity(
+        &fixtures(),
+        "resnet18_w8",
+        resnet_fixture_config("resnet18_w8"),
+    );
 }
 
 #[test]
 fn resnet50_structure_matches_torchvision() {
-    resnet_parity(&fixtures(), "resnet50_w8", resnet_fixture_config("resnet50_w8"));
+    resnet_parity(
+        &fixtures(),
+        "resnet50_w8",
+        resnet_fixture_config("resnet50_w8"),
+    );
 }
 
 #[test]
@@ -270,11 +285,21 @@ fn vit_parity(dir: &Path, name: &str, config: VitConfig, sizes: &[i64]) {
     assert!(report.is_complete(), "{report}");
     let io = io(dir, name);
     for s in sizes {
-        let f = model.forward_t(&io[&format!("in.images_{s}")], false).unwrap();
+        let f = model
+            .forward_t(&io[&format!("in.images_{s}")], false)
+            .unwrap();
         let tokens = &io[&format!("out.tokens_{s}")];
         let n = tokens.size()[1];
-        check(&format!("{name} {s}px pooled"), &f.pooled, &io[&format!("out.pooled_{s}")]);
-        check(&format!("{name} {s}px patch tokens"), &f.local, &tokens.narrow(1, 1, n - 1));
+        check(
+            &format!("{name} {s}px pooled"),
+            &f.pooled,
+            &io[&format!("out.pooled_{s}")],
+        );
+        check(
+            &format!("{name} {s}px patch tokens"),
+            &f.local,
+            &tokens.narrow(1, 1, n - 1),
+        );
     }
 }
 
@@ -311,5 +336,9 @@ fn vit_loads_hugging_face_files() {
     let f = model.forward_t(&io["in.images"], false).unwrap();
     check("hf_vit_tiny pooled", &f.pooled, &io["out.pooled"]);
     let tokens = &io["out.tokens"];
-    check("hf_vit_tiny patch tokens", &f.local, &tokens.narrow(1, 1, tokens.size()[1] - 1));
+    check(
+        "hf_vit_tiny patch tokens",
+        &f.local,
+        &tokens.narrow(1, 1, tokens.size()[1] - 1),
+    );
 }

@@ -74,12 +74,12 @@ def bert_case(out_dir, name, cfg, batch_lengths, seq):
     model = BertModel(config, add_pooling_layer=True).eval()
     perturb(model)
     b = len(batch_lengths)
-    ids = torch.randint(1, cfg["vocab_size"], (b, seq))
+    ids = torch.randint(1, config.vocab_size, (b, seq))
     mask = torch.zeros(b, seq, dtype=torch.long)
     for i, n in enumerate(batch_lengths):
         mask[i, :n] = 1
     ids = ids * mask  # padding id 0
-    embeds = model.embeddings.word_embeddings(ids) + 0.1 * torch.randn(b, seq, cfg["hidden_size"])
+    embeds = model.embeddings.word_embeddings(ids) + 0.1 * torch.randn(b, seq, config.hidden_size)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         emb_out = model(inputs_embeds=embeds, attention_mask=mask)
