@@ -340,7 +340,7 @@ impl Labeler {
         let mut finding_names: Vec<String> =
             CHEST_XRAY_KEYS.iter().map(|k| k.to_string()).collect();
         let mut groups = Vec::new();
-        let mut seen = vec![false; NUM_LABELS];
+        let mut seen = [false; NUM_LABELS];
 
         b.add_all(&file.pseudo, Role::Ignore, "pseudo")?;
         b.add_all(

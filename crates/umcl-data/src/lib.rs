@@ -11,6 +11,7 @@ pub mod error;
 pub mod images;
 pub mod manifest;
 pub mod sample;
+pub mod labeler;
 pub mod schema;
 pub mod sources;
 pub mod split;

@@ -6,6 +6,7 @@ use tch::{Kind, Tensor};
 use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 
 mod data_cmd;
+mod label_cmd;
 mod models_cmd;
 
 /// Unified medical image-text-label contrastive pretraining.
@@ -28,6 +29,11 @@ enum Command {
     ///
     /// Example: umcl data prepare --source chexpert --input CheXpert-v1.0-small/train.csv --out chexpert.jsonl
     Data(data_cmd::DataArgs),
+    /// Label free-text reports with the rule-based labeler: one CSV row per report, one
+    /// column per label key (1 positive, 0 negative, -1 uncertain, empty not mentioned).
+    ///
+    /// Example: umcl label --input reports.csv --id-column uid --text-columns findings,impression --output labels.csv
+    Label(label_cmd::LabelArgs),
     /// Sentence embeddings from a pretrained text encoder: one row per input line, as .npy.
     ///
     /// Example: umcl embed --text-encoder DIR --texts sentences.txt --output emb.npy
@@ -69,6 +75,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info(args) => info(&args),
         Command::Data(args) => data_cmd::run(args),
+        Command::Label(args) => label_cmd::run(args),
         Command::Embed(args) => models_cmd::embed(&args),
     }
 }
