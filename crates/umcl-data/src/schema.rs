@@ -345,13 +345,14 @@ impl Schema {
 
     /// The label indices that `name` stands for in `dataset`.
     ///
-    /// Looks in the dataset's table first, then at the schema's keys and display names. Names
-    /// match case-insensitively, with `_` and runs of spaces as one space. `Some(&[])` is a name
-    /// the dataset uses that carries no label; `None` is a name the schema does not know.
+    /// A dataset with a table is looked up in its table only; any other dataset's names are
+    /// matched against the schema's keys and display names. Names match case-insensitively,
+    /// with `_` and runs of spaces as one space. `Some(&[])` is a name the dataset uses that
+    /// carries no label; `None` is a name the schema does not know.
     pub fn lookup(&self, dataset: &str, name: &str) -> Option<&[usize]> {
         let wanted = normalize_name(name);
-        if let Some(indices) = self.datasets.get(dataset).and_then(|t| t.get(&wanted)) {
-            return Some(indices);
+        if let Some(table) = self.datasets.get(dataset) {
+            return table.get(&wanted).map(Vec::as_slice);
         }
         self.labels
             .iter()

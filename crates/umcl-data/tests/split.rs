@@ -1,0 +1,107 @@
+//! Patient-level splits: no patient in two parts, deterministic, independent of sample order.
+
+use std::collections::{HashMap, HashSet};
+
+use umcl_data::sample::Sample;
+use umcl_data::schema::Schema;
+use umcl_data::split::{split_path, Part, Split, SplitSpec};
+
+/// 200 patients with 1 to 4 samples each, plus 20 samples with no patient id, from two sources
+/// that reuse the same patient ids.
+fn samples() -> Vec<Sample> {
+    let schema = Schema::chest_xray();
+    let mut out = Vec::new();
+    for source in ["alpha", "beta"] {
+        for p in 0..100 {
+            for v in 0..(1 + p % 4) {
+                let mut s = Sample::new(format!("{source}-{p}-{v}"), source, &schema);
+                s.patient_id = Some(format!("p{p}"));
+                out.push(s);
+            }
+        }
+    }
+    for i in 0..20 {
+        out.push(Sample::new(format!("loose-{i}"), "gamma", &schema));
+    }
+    out
+}
+
+fn part_of(split: &Split) -> HashMap<String, Part> {
+    split
+        .lookup()
+        .into_iter()
+        .map(|(id, part)| (id.to_string(), part))
+        .collect()
+}
+
+#[test]
+fn no_patient_is_in_two_parts() {
+    let samples = samples();
+    let spec = SplitSpec::new(7, [0.7, 0.15, 0.15]).unwrap();
+    let split = Split::new(&samples, spec);
+    let parts = part_of(&split);
+    assert_eq!(
+        parts.len(),
+        samples.len(),
+        "every sample in exactly one part"
+    );
+    let mut patient_parts: HashMap<String, HashSet<Part>> = HashMap::new();
+    for s in &samples {
+        patient_parts
+            .entry(s.group_key())
+            .or_default()
+            .insert(parts[&s.id]);
+    }
+    assert!(patient_parts.values().all(|p| p.len() == 1));
+    // 220 groups (2 x 100 patients + 20 loose samples): 154, 33, 33.
+    assert_eq!(split.groups, [154, 33, 33]);
+    // The same patient id in two sources is two patients, split on their own.
+    let alpha: HashSet<Part> = (0..100).map(|p| parts[&format!("alpha-{p}-0")]).collect();
+    assert_eq!(alpha.len(), 3);
+}
+
+#[test]
+fn deterministic_from_seed_and_independent_of_order() {
+    let samples = samples();
+    let spec = SplitSpec::new(3, [0.8, 0.1, 0.1]).unwrap();
+    let a = Split::new(&samples, spec);
+    let mut reversed = samples.clone();
+    reversed.reverse();
+    let b = Split::new(&reversed, spec);
+    assert_eq!(part_of(&a), part_of(&b));
+    let other = Split::new(&samples, SplitSpec::new(4, [0.8, 0.1, 0.1]).unwrap());
+    assert_ne!(part_of(&a), part_of(&other), "another seed, another split");
+}
+
+#[test]
+fn split_file_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("chexpert.jsonl");
+    let path = split_path(&manifest);
+    assert_eq!(path, dir.path().join("chexpert.splits.json"));
+    let split = Split::new(&samples(), SplitSpec::new(1, [0.5, 0.25, 0.25]).unwrap());
+    split.write(&path, &manifest).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"manifest\": \"chexpert.jsonl\""), "{text}");
+    assert!(text.contains("\"seed\": 1"));
+    assert_eq!(Split::read(&path).unwrap(), split);
+
+    // An id in two parts is refused.
+    let broken = text.replacen("\"test\": [", "\"test\": [\n    \"alpha-0-0\",", 1);
+    let broken = if split.ids(Part::Test).iter().any(|id| id == "alpha-0-0") {
+        broken.replacen("\"train\": [", "\"train\": [\n    \"alpha-0-0\",", 1)
+    } else {
+        broken
+    };
+    std::fs::write(&path, broken).unwrap();
+    let err = Split::read(&path).unwrap_err().to_string();
+    assert!(err.contains("sample `alpha-0-0` is in both"), "{err}");
+}
+
+#[test]
+fn fractions_are_checked() {
+    assert!(SplitSpec::new(0, [0.8, 0.1, 0.2]).is_err());
+    assert!(SplitSpec::new(0, [1.1, -0.1, 0.0]).is_err());
+    assert!(SplitSpec::new(0, [f64::NAN, 0.5, 0.5]).is_err());
+    assert!(SplitSpec::new(0, [1.0, 0.0, 0.0]).is_ok());
+}
