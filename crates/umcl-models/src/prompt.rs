@@ -256,7 +256,9 @@ pub fn nearest_words(ctx: &Tensor, word_embeddings: &Tensor, k: i64) -> Vec<Vec<
     let d = word_embeddings.size()[1];
     let ctx = ctx.reshape([-1, d]).to_kind(Kind::Float);
     let words = word_embeddings.to_kind(Kind::Float);
-    let dist = Tensor::cdist(&ctx, &words, 2.0, None::<i64>);
+    // compute_mode 2: exact differences, not the faster matrix-product form that loses
+    // precision near zero distance.
+    let dist = Tensor::cdist(&ctx, &words, 2.0, Some(2));
     let k = k.min(words.size()[0]);
     let (values, indices) = dist.topk(k, -1, false, true);
     (0..ctx.size()[0])

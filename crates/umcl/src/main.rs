@@ -38,6 +38,9 @@ enum Command {
     ///
     /// Example: umcl embed --text-encoder DIR --texts sentences.txt --output emb.npy
     Embed(models_cmd::EmbedArgs),
+    /// Continuous prompts: read learned context vectors back as words.
+    #[command(subcommand)]
+    Prompts(models_cmd::PromptsCommand),
 }
 
 /// Options that choose where libtorch runs.
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => data_cmd::run(args),
         Command::Label(args) => label_cmd::run(args),
         Command::Embed(args) => models_cmd::embed(&args),
+        Command::Prompts(cmd) => models_cmd::prompts(&cmd),
     }
 }
 

@@ -126,7 +126,11 @@ fn read_lines(path: &Path) -> Result<Vec<String>> {
         let line = std::str::from_utf8(raw)
             .map_err(|e| anyhow::anyhow!("{}:{}: not valid UTF-8 ({e})", path.display(), i + 1))?;
         if line.trim().is_empty() {
-            bail!("{}:{}: empty line (one sentence per line)", path.display(), i + 1);
+            bail!(
+                "{}:{}: empty line (one sentence per line)",
+                path.display(),
+                i + 1
+            );
         }
         lines.push(line.to_string());
     }
@@ -141,8 +145,7 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Magic (6) + version (2) + length (2) + header, padded with spaces so that the data
     // starts on a 64-byte boundary, ending in a newline.
     let unpadded = 10 + header.len() + 1;
@@ -169,5 +172,97 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Options of `umcl prompts explain`.
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// A dual-encoder checkpoint (.safetensors with its .json config beside it)
+    checkpoint: PathBuf,
+    /// tokenizer.json to turn ids into words [default: the one named in the checkpoint's config]
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// Words to show per context vector
+    #[arg(long, default_value_t = 5)]
+    top: i64,
+}
+
+/// `umcl prompts` subcommands.
+#[derive(clap::Subcommand)]
+pub enum PromptsCommand {
+    /// Print the vocabulary words nearest (Euclidean) to each learned context vector.
+    ///
+    /// Example: umcl prompts explain runs/x/model.safetensors --top 5
+    Explain(ExplainArgs),
+}
+
+/// Runs a `umcl prompts` subcommand.
+pub fn prompts(cmd: &PromptsCommand) -> Result<()> {
+    match cmd {
+        PromptsCommand::Explain(args) => explain(args),
+    }
+}
+
+fn explain(args: &ExplainArgs) -> Result<()> {
+    use umcl_models::dual::{config_path, DualConfig};
+    if args.top < 1 {
+        bail!("--top must be at least 1");
+    }
+    let cfg_path = config_path(&args.checkpoint);
+    let config = DualConfig::from_file(&cfg_path)?;
+    let tensors = umcl_models::import::read_safetensors(&args.checkpoint)?;
+    let find = |name: &str| tensors.iter().find(|(k, _)| k == name).map(|(_, t)| t);
+    let ctx = find("prompt.ctx").with_context(|| {
+        format!(
+            "{} has no prompt.ctx: the model has no continuous prompts",
+            args.checkpoint.display()
+        )
+    })?;
+    let words = find("text.embeddings.word_embeddings.weight").with_context(|| {
+        format!(
+            "{} has no text.embeddings.word_embeddings.weight",
+            args.checkpoint.display()
+        )
+    })?;
+    let tok_path = match (&args.tokenizer, &config.tokenizer) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) if p.is_relative() => {
+            cfg_path.parent().map_or_else(|| p.clone(), |d| d.join(p))
+        }
+        (None, Some(p)) => p.clone(),
+        (None, None) => bail!(
+            "{} names no tokenizer: pass --tokenizer tokenizer.json",
+            cfg_path.display()
+        ),
+    };
+    let tok = Tokenizer::from_file(&tok_path, 512)?;
+    let near = umcl_models::prompt::nearest_words(ctx, words, args.top);
+    let m = ctx.size()[ctx.dim() - 2] as usize;
+    let groups: Vec<String> = if ctx.dim() == 3 {
+        config
+            .classes
+            .iter()
+            .map(|c| format!("class \"{}\"", c.name))
+            .collect()
+    } else {
+        vec!["shared context".to_string()]
+    };
+    for (g, title) in groups.iter().enumerate() {
+        println!("{title}:");
+        for (i, row) in near[g * m..(g + 1) * m].iter().enumerate() {
+            let shown: Vec<String> = row
+                .iter()
+                .map(|&(id, dist)| {
+                    let word = u32::try_from(id)
+                        .ok()
+                        .and_then(|id| tok.id_to_token(id))
+                        .unwrap_or_else(|| format!("<{id}>"));
+                    format!("{word} ({dist:.3})")
+                })
+                .collect();
+            println!("  v{:<3} {}", i + 1, shown.join("  "));
+        }
+    }
     Ok(())
 }
