@@ -16,7 +16,10 @@ fn minilm() -> Option<PathBuf> {
     if dir.join("model.safetensors").is_file() {
         Some(dir)
     } else {
-        eprintln!("skipping: {} absent (run `cargo xtask minilm`)", dir.display());
+        eprintln!(
+            "skipping: {} absent (run `cargo xtask minilm`)",
+            dir.display()
+        );
         None
     }
 }
@@ -37,7 +40,13 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     assert_eq!((10 + hlen) % 64, 0, "data must start on a 64-byte boundary");
     let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
     assert!(header.contains("'descr': '<f4'"), "{header}");
-    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape_text = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
     let shape: Vec<usize> = shape_text
         .split(',')
         .filter(|s| !s.trim().is_empty())
@@ -89,7 +98,10 @@ fn bad_text_file_names_the_line() {
     let out = dir.join("cli_embed_bad.npy");
     let _ = std::fs::remove_file(&out);
     for (content, expected) in [
-        (&b"fine\n\xff\xfe broken\n"[..], "cli_embed_bad.txt:2: not valid UTF-8"),
+        (
+            &b"fine\n\xff\xfe broken\n"[..],
+            "cli_embed_bad.txt:2: not valid UTF-8",
+        ),
         (&b"fine\n\nagain\n"[..], "cli_embed_bad.txt:2: empty line"),
         (&b""[..], "cli_embed_bad.txt: no text lines"),
     ] {
