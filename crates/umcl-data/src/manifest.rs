@@ -130,6 +130,13 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Writes `bytes` to `path` atomically (a temporary file in the same directory, then a rename).
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
 /// The labels of a sample as a JSON map of mentioned keys to CheXpert codes, in schema order.
 struct LabelsOut<'a> {
     keys: &'a [String],

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::manifest::AtomicFile;
+use crate::manifest::write_file_atomic;
 use crate::sample::Sample;
 use crate::synth::splitmix64;
 
@@ -183,9 +183,7 @@ impl Split {
         let mut text = serde_json::to_vec_pretty(&file)
             .map_err(|err| DataError::Invalid(format!("cannot encode the split: {err}")))?;
         text.push(b'\n');
-        let mut out = AtomicFile::create(path)?;
-        out.write_all(&text)?;
-        out.commit()
+        write_file_atomic(path, &text)
     }
 
     /// Reads a split file; an id in two parts is an error.

@@ -29,7 +29,7 @@ enum DataCommand {
     /// chosen by the --*-col flags.
     ///
     /// Example: umcl data prepare --source covid-cxr --input covid-cxr-512/metadata.csv --out covid.jsonl
-    Prepare(PrepareArgs),
+    Prepare(Box<PrepareArgs>),
     /// Print counts per source, label and state of one or more manifests.
     ///
     /// Example: umcl data stats covid.jsonl
@@ -280,26 +280,34 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
         total.with_text,
         total.with_labels
     );
-    if !prepared.skipped.is_empty() {
+    // The full list of skipped rows goes next to the manifest; a list from an earlier run that
+    // skipped rows is removed when this one skipped none.
+    let list = skipped_path(&args.out);
+    if prepared.skipped.is_empty() {
+        if list.exists() {
+            std::fs::remove_file(&list)
+                .with_context(|| format!("cannot remove the stale {}", list.display()))?;
+        }
+    } else {
         const SHOWN: usize = 20;
+        let text: String = prepared
+            .skipped
+            .iter()
+            .map(|err| format!("{err}\n"))
+            .collect();
+        manifest::write_file_atomic(&list, text.as_bytes())?;
         println!("skipped {} bad rows (--skip-bad):", prepared.skipped.len());
         for err in prepared.skipped.iter().take(SHOWN) {
             println!("  {err}");
         }
         if prepared.skipped.len() > SHOWN {
-            let list = skipped_path(&args.out);
-            let text: String = prepared
-                .skipped
-                .iter()
-                .map(|err| format!("{err}\n"))
-                .collect();
-            std::fs::write(&list, text)
-                .with_context(|| format!("cannot write {}", list.display()))?;
             println!(
                 "  ... and {} more, all listed in {}",
                 prepared.skipped.len() - SHOWN,
                 list.display()
             );
+        } else {
+            println!("  (also listed in {})", list.display());
         }
     }
     Ok(())

@@ -1,10 +1,11 @@
 //! The COVID-19 image data collection (`metadata.csv`, Cohen et al. 2020).
 //!
-//! One X-ray per row (rows of other modalities are left out and counted in
-//! `Prepared::samples`' absence only when [`CovidOptions::xray_only`] is set). Text is
-//! `clinical_notes` (empty: no text, not an error). The patient is `patientid`. The image is the
-//! `image` column (as in `shared/data/covid-cxr-512`) or else `images/` + `filename`, relative to
-//! the CSV's directory.
+//! One X-ray per row. Text is `clinical_notes` (empty: no text, not an error). The patient is
+//! `patientid`. The image is the `image` column (as in `shared/data/covid-cxr-512`) or else
+//! `images/` + `filename`, relative to the CSV's directory. A row whose `modality` is not X-ray
+//! (CT in the full collection) is a bad row: an error, or skipped with `skip_bad`. The sample id
+//! is the image file's stem, so a row repeating an earlier row's image file is a bad row too
+//! (the 2020-06-22 snapshot has five, under a second patient id).
 //!
 //! Labels come from `finding` through the schema's `covid-cxr` table, each part of a combined
 //! finding (`COVID-19, ARDS`, `Pneumonia/Viral/COVID-19`) looked up on its own: COVID-19, SARS,
@@ -30,8 +31,7 @@ pub struct CovidOptions {
     pub image_root: Option<PathBuf>,
 }
 
-/// Reads the collection's `metadata.csv`. Rows whose `modality` is given and is not `X-ray`
-/// (CT scans in the full collection) are skipped and counted as bad rows would be.
+/// Reads the collection's `metadata.csv`.
 pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Result<Prepared> {
     let csv_path = &options.csv_file;
     let mut table = CsvTable::open(csv_path)?;

@@ -1,0 +1,433 @@
+//! `umcl data prepare|stats|split` as a user runs them, on the fixtures of umcl-data and, when
+//! present, on the real files in `../shared/data`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use umcl_data::manifest::Manifest;
+use umcl_data::split::{Part, Split};
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_data-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../umcl-data/tests/fixtures")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn umcl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_umcl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+fn prepare_chexpert(dir: &Path) -> PathBuf {
+    let out = dir.join("chexpert.jsonl");
+    let stdout = ok(umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "chexpert",
+        "--input",
+        &fixture("chexpert/CheXpert-v1.0-small/train.csv"),
+        "--input",
+        &fixture("chexpert/CheXpert-v1.0-small/valid.csv"),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        stdout,
+        format!(
+            "wrote 6 samples to {} (source chexpert, schema chest-xray): 4 patients, 6 with image, 0 with text, 6 with labels\n",
+            out.display()
+        )
+    );
+    out
+}
+
+#[test]
+fn prepare_stats_and_split_chexpert() {
+    let dir = scratch("chexpert");
+    let manifest = prepare_chexpert(&dir);
+    let stats = ok(umcl(&["data", "stats", manifest.to_str().unwrap()]));
+    // Counted by hand from train.csv (5 rows, patients 1-3) and valid.csv (1 row, patient
+    // 64541, every observation 0 but Enlarged Cardiomediastinum, Cardiomegaly and Lung Opacity):
+    // e.g. lung_opacity is 1 in rows 2-4 of train and in valid; consolidation is -1 in rows 2-4.
+    let expected = format!(
+        "manifest {} (schema chest-xray, 17 keys)
+
+source            samples patients    image     text   labels
+chexpert                6        4        6        0        6
+
+label                         positive  negative uncertain unmentioned   [chexpert]
+no_finding                           1         1         0           4
+enlarged_cardiomediastinum           1         0         0           5
+cardiomegaly                         1         0         1           4
+lung_opacity                         4         0         0           2
+lung_lesion                          0         1         0           5
+edema                                1         1         1           3
+consolidation                        0         1         3           2
+pneumonia                            0         1         0           5
+atelectasis                          0         1         1           4
+pneumothorax                         0         3         0           3
+pleural_effusion                     0         1         1           4
+pleural_other                        0         1         0           5
+fracture                             3         1         0           2
+support_devices                      1         1         0           4
+emphysema                            0         0         0           6
+fibrosis                             0         0         0           6
+hernia                               0         0         0           6
+",
+        manifest.display()
+    );
+    assert_eq!(stats, expected);
+
+    let split_out = ok(umcl(&[
+        "data",
+        "split",
+        manifest.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--fractions",
+        "0.5,0.25",
+    ]));
+    let split_file = dir.join("chexpert.splits.json");
+    assert!(split_out.starts_with(&format!(
+        "wrote {} (seed 3, fractions [0.5, 0.25, 0.25], by patient)\n",
+        split_file.display()
+    )));
+    let split = Split::read(&split_file).unwrap();
+    // 4 patients: 2 train, 1 val, 1 test; patient00002 (3 images) sits in one part.
+    assert_eq!(split.groups, [2, 1, 1]);
+    let samples = Manifest::read(&manifest).unwrap().samples;
+    let lookup = split.lookup();
+    let parts: std::collections::HashSet<Part> = samples
+        .iter()
+        .filter(|s| s.patient_id.as_deref() == Some("patient00002"))
+        .map(|s| lookup[s.id.as_str()])
+        .collect();
+    assert_eq!(parts.len(), 1);
+    // The same seed writes the same file; stats now reports the split too.
+    let first = std::fs::read(&split_file).unwrap();
+    ok(umcl(&[
+        "data",
+        "split",
+        manifest.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--fractions",
+        "0.5,0.25,0.25",
+    ]));
+    assert_eq!(std::fs::read(&split_file).unwrap(), first);
+    let stats = ok(umcl(&["data", "stats", manifest.to_str().unwrap()]));
+    assert!(
+        stats.contains("(seed 3, fractions [0.5, 0.25, 0.25])\n  train  "),
+        "{stats}"
+    );
+}
+
+#[test]
+fn bad_rows_stop_with_file_and_line_or_are_skipped_and_listed() {
+    let dir = scratch("bad");
+    let out = dir.join("bad.jsonl");
+    let bad = fixture("chexpert/CheXpert-v1.0-small/bad.csv");
+    let args = [
+        "data",
+        "prepare",
+        "--source",
+        "chexpert",
+        "--input",
+        &bad,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = umcl(&args);
+    assert!(!output.status.success());
+    assert_eq!(
+        text(&output.stderr),
+        format!("umcl: error: {bad}:3: wrong number of fields: 9, the header has 19\n")
+    );
+    assert!(!out.exists(), "no manifest after an error");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no temporary file"
+    );
+
+    let mut skip = args.to_vec();
+    skip.push("--skip-bad");
+    let stdout = ok(umcl(&skip));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}");
+    assert!(lines[0].starts_with("wrote 2 samples to "));
+    assert_eq!(lines[1], "skipped 4 bad rows (--skip-bad):");
+    assert_eq!(
+        lines[2],
+        format!("  {bad}:3: wrong number of fields: 9, the header has 19")
+    );
+    assert!(lines[3].starts_with(&format!(
+        "  {bad}:4: column `Lung Opacity`: unknown label value `2.0`"
+    )));
+    assert!(lines[4].starts_with(&format!("  {bad}:5: image file ")));
+    assert!(lines[5].starts_with(&format!("  {bad}:6: column `Sex` is not valid UTF-8")));
+    let list = dir.join("bad.skipped.txt");
+    assert_eq!(lines[6], format!("  (also listed in {})", list.display()));
+    assert_eq!(std::fs::read_to_string(&list).unwrap().lines().count(), 4);
+    assert_eq!(Manifest::read(&out).unwrap().samples.len(), 2);
+    // A clean run over the same output removes the stale list.
+    ok(umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "chexpert",
+        "--input",
+        &fixture("chexpert/CheXpert-v1.0-small/valid.csv"),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(!list.exists());
+}
+
+#[test]
+fn misuse_is_explained() {
+    let dir = scratch("misuse");
+    let out = dir.join("m.jsonl");
+    let out = out.to_str().unwrap();
+    let input = fixture("covid/metadata.csv");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--source", "covid", "--input", &input, "--out", out, "--reports", "x"],
+            "umcl: error: --reports applies only to --source mimic-cxr\n",
+        ),
+        (
+            &["--source", "padchest", "--input", &input, "--out", out],
+            "umcl: error: unknown source `padchest` (known: mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr, generic)\n",
+        ),
+        (
+            &["--source", "covid-cxr", "--input", &input, "--input", &input, "--out", out],
+            "umcl: error: --source covid-cxr takes one --input (only chexpert takes several)\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["data", "prepare"];
+        all.extend_from_slice(args);
+        let output = umcl(&all);
+        assert!(!output.status.success());
+        assert_eq!(text(&output.stderr), *expected);
+    }
+    // A schema file that does not exist.
+    let output = umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "covid-cxr",
+        "--input",
+        &input,
+        "--out",
+        out,
+        "--schema",
+        "nope.toml",
+    ]);
+    assert!(text(&output.stderr).starts_with("umcl: error: cannot load the schema: nope.toml: "));
+}
+
+#[test]
+fn stats_refuses_an_invalid_manifest() {
+    let dir = scratch("invalid");
+    let path = dir.join("m.jsonl");
+    std::fs::write(
+        &path,
+        "{\"format\":\"umcl-manifest\",\"version\":1,\"schema\":\"s\",\"keys\":[\"a\"]}\n{\"id\":\"x\",\"labels\":{\"b\":1},\"source\":\"t\"}\n",
+    )
+    .unwrap();
+    let output = umcl(&["data", "stats", path.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "umcl: error: {}:2: sample `x`: unknown label key `b` (schema `s`)\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn generic_csv_with_chosen_columns() {
+    let dir = scratch("generic");
+    let out = dir.join("g.jsonl");
+    let stdout = ok(umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "generic",
+        "--input",
+        &fixture("generic/samples.csv"),
+        "--out",
+        out.to_str().unwrap(),
+        "--id-col",
+        "case",
+        "--patient-col",
+        "subject",
+        "--image-col",
+        "file",
+        "--text-col",
+        "report",
+        "--label-cols",
+        "Cardiomegaly,Edema",
+        "--source-name",
+        "clinic",
+    ]));
+    assert!(
+        stdout.contains("wrote 3 samples to")
+            && stdout.contains("2 patients, 3 with image, 2 with text, 2 with labels"),
+        "{stdout}"
+    );
+    let manifest = std::fs::read_to_string(&out).unwrap();
+    let second = manifest.lines().nth(2).unwrap();
+    assert!(
+        second.starts_with(r#"{"id":"c2","patient_id":"s1","image":"#),
+        "{second}"
+    );
+    assert!(
+        second.ends_with(r#""labels":{"cardiomegaly":0,"edema":-1},"source":"clinic"}"#),
+        "{second}"
+    );
+}
+
+fn shared(rel: &str) -> Option<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel);
+    if path.exists() {
+        Some(path.to_string_lossy().into_owned())
+    } else {
+        println!(
+            "skipped: {} is absent (shared data is not part of a fresh clone)",
+            path.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn real_covid_and_iu_files() {
+    let (Some(covid), Some(iu)) = (
+        shared("covid-cxr-512/metadata.csv"),
+        shared("iu-xray-reports/reports-dev.csv"),
+    ) else {
+        return;
+    };
+    let dir = scratch("real");
+    let covid_out = dir.join("covid.jsonl");
+    let stdout = ok(umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "covid-cxr",
+        "--input",
+        &covid,
+        "--out",
+        covid_out.to_str().unwrap(),
+        "--skip-bad",
+    ]));
+    assert!(
+        stdout.contains("wrote 648 samples") && stdout.contains("skipped 5 bad rows"),
+        "{stdout}"
+    );
+    let iu_out = dir.join("iu.jsonl");
+    let stdout = ok(umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "iu-xray",
+        "--input",
+        &iu,
+        "--out",
+        iu_out.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("wrote 1979 samples"), "{stdout}");
+    ok(umcl(&["data", "split", covid_out.to_str().unwrap()]));
+    let stats = ok(umcl(&[
+        "data",
+        "stats",
+        covid_out.to_str().unwrap(),
+        iu_out.to_str().unwrap(),
+    ]));
+    assert!(
+        stats.contains("\ncovid-cxr             648      349      648      537      570\n"),
+        "{stats}"
+    );
+    assert!(
+        stats
+            .contains("\npneumonia                          547         0         0         101\n"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("\niu-xray              1979     1979        0     1965     1407\n"),
+        "{stats}"
+    );
+}
+
+#[test]
+fn long_skip_lists_go_to_a_file() {
+    let dir = scratch("long");
+    let input = dir.join("many.csv");
+    let mut csv = String::from("case,Edema\n");
+    for i in 0..25 {
+        csv += &format!("c{i},9\n");
+    }
+    csv += "ok,1\n";
+    std::fs::write(&input, csv).unwrap();
+    let out = dir.join("many.jsonl");
+    let stdout = ok(umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "generic",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--id-col",
+        "case",
+        "--label-cols",
+        "Edema",
+        "--skip-bad",
+    ]));
+    let list = dir.join("many.skipped.txt");
+    assert!(
+        stdout.ends_with(&format!(
+            "  ... and 5 more, all listed in {}\n",
+            list.display()
+        )),
+        "{stdout}"
+    );
+    let listed = std::fs::read_to_string(&list).unwrap();
+    assert_eq!(listed.lines().count(), 25);
+    assert!(listed.lines().last().unwrap().ends_with(
+        "many.csv:26: column `Edema`: unknown label value `9` (expected 1, 0, -1 or empty)"
+    ));
+    assert_eq!(Manifest::read(&out).unwrap().samples.len(), 1);
+}
