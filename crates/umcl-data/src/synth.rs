@@ -34,6 +34,10 @@ use serde::Deserialize;
 use crate::error::{DataError, Result};
 use crate::schema::{LabelState, Schema};
 
+/// The seed validation text is synthesized with, so that validation sees the same text every
+/// epoch and every run.
+pub const VALIDATION_SEED: u64 = 0;
+
 /// The built-in sentence pools (`data/text/sentences.toml`).
 pub const SENTENCES_TOML: &str = include_str!("../../../data/text/sentences.toml");
 /// The built-in zero-shot prompt templates (`data/text/prompts.toml`).
@@ -220,9 +224,12 @@ pub fn sample_seed(seed: u64, sample_id: &str) -> u64 {
 }
 
 impl Synthesizer {
-    /// A synthesizer over the built-in pools for `schema` (keys without pools say nothing).
+    /// A synthesizer over the built-in pools for `schema`: the pools of the schema's keys (a
+    /// key without a pool says nothing; pools of keys the schema lacks are left out).
     pub fn builtin(schema: &Schema) -> Result<Synthesizer> {
-        Self::from_pools(schema, &SentencePools::builtin())
+        let mut pools = SentencePools::builtin();
+        pools.labels.retain(|key, _| schema.index_of(key).is_some());
+        Self::from_pools(schema, &pools)
     }
 
     /// A synthesizer over `pools` for `schema`. Every pool key must be a schema key, and every
