@@ -1,6 +1,7 @@
 //! `umcl data prepare|stats|split`: unified manifests from public datasets, their counts, and
 //! patient-level splits.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -270,7 +271,9 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
     };
     manifest::write_manifest(&args.out, &schema, &prepared.samples)?;
     let total = Stats::count(&prepared.samples, schema.len()).total();
-    println!(
+    let mut out = String::new();
+    writeln!(
+            out,
         "wrote {} samples to {} (source {kind}, schema {}): {} patients, {} with image, {} with text, {} with labels",
         total.samples,
         args.out.display(),
@@ -279,7 +282,7 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
         total.with_image,
         total.with_text,
         total.with_labels
-    );
+    )?;
     // The full list of skipped rows goes next to the manifest; a list from an earlier run that
     // skipped rows is removed when this one skipped none.
     let list = skipped_path(&args.out);
@@ -296,21 +299,35 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
             .map(|err| format!("{err}\n"))
             .collect();
         manifest::write_file_atomic(&list, text.as_bytes())?;
-        println!("skipped {} bad rows (--skip-bad):", prepared.skipped.len());
+        writeln!(
+            out,
+            "skipped {} bad rows (--skip-bad):",
+            prepared.skipped.len()
+        )?;
         for err in prepared.skipped.iter().take(SHOWN) {
-            println!("  {err}");
+            writeln!(out, "  {err}")?;
         }
         if prepared.skipped.len() > SHOWN {
-            println!(
+            writeln!(
+                out,
                 "  ... and {} more, all listed in {}",
                 prepared.skipped.len() - SHOWN,
                 list.display()
-            );
+            )?;
         } else {
-            println!("  (also listed in {})", list.display());
+            writeln!(out, "  (also listed in {})", list.display())?;
         }
     }
-    Ok(())
+    emit(&out)
+}
+
+/// Prints `text` to stdout; a closed pipe (`umcl data stats ... | head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
 }
 
 /// `dir/STEM.skipped.txt` for `dir/STEM.jsonl`.
@@ -323,9 +340,10 @@ fn skipped_path(manifest: &Path) -> PathBuf {
 }
 
 fn stats(args: &StatsArgs) -> Result<()> {
+    let mut out = String::new();
     for (i, path) in args.manifests.iter().enumerate() {
         if i > 0 {
-            println!();
+            writeln!(out)?;
         }
         let mut reader = ManifestReader::open(path)?;
         let keys = reader.header().keys.clone();
@@ -337,16 +355,18 @@ fn stats(args: &StatsArgs) -> Result<()> {
             stats.add(&sample, keys.len());
             ids.push(sample.id);
         }
-        println!(
+        writeln!(
+            out,
             "manifest {} (schema {schema_name}, {} keys)",
             path.display(),
             keys.len()
-        );
-        println!();
-        println!(
+        )?;
+        writeln!(out)?;
+        writeln!(
+            out,
             "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "source", "samples", "patients", "image", "text", "labels"
-        );
+        )?;
         let total = stats.total();
         let mut rows: Vec<(&str, &SourceStats)> =
             stats.sources.iter().map(|(n, s)| (n.as_str(), s)).collect();
@@ -354,22 +374,25 @@ fn stats(args: &StatsArgs) -> Result<()> {
             rows.push(("all", &total));
         }
         for (name, s) in &rows {
-            println!(
+            writeln!(
+                out,
                 "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",
                 name, s.samples, s.patients, s.with_image, s.with_text, s.with_labels
-            );
+            )?;
         }
         for (name, s) in &rows {
-            println!();
-            println!(
+            writeln!(out)?;
+            writeln!(
+                out,
                 "{:<28} {:>9} {:>9} {:>9} {:>11}   [{name}]",
                 "label", "positive", "negative", "uncertain", "unmentioned"
-            );
+            )?;
             for (key, counts) in keys.iter().zip(&s.states) {
-                println!(
+                writeln!(
+                    out,
                     "{:<28} {:>9} {:>9} {:>9} {:>11}",
                     key, counts[0], counts[1], counts[2], counts[3]
-                );
+                )?;
             }
         }
         let split_file = split::split_path(path);
@@ -380,27 +403,31 @@ fn stats(args: &StatsArgs) -> Result<()> {
                 .iter()
                 .filter(|id| !lookup.contains_key(id.as_str()))
                 .count();
-            println!();
-            println!(
+            writeln!(out)?;
+            writeln!(
+                out,
                 "split {} (seed {}, fractions {:?})",
                 split_file.display(),
                 split.spec.seed,
                 split.spec.fractions
-            );
+            )?;
             for part in Part::ALL {
-                println!(
+                writeln!(
+                    out,
                     "  {:<6} {:>8} samples {:>8} patients",
                     part.name(),
                     split.ids(part).len(),
                     split.groups[part as usize]
-                );
+                )?;
             }
             if missing > 0 {
-                println!("  note: {missing} samples of the manifest are in no part (the split is older than the manifest)");
+                writeln!(
+            out,
+            "  note: {missing} samples of the manifest are in no part (the split is older than the manifest)")?;
             }
         }
     }
-    Ok(())
+    emit(&out)
 }
 
 fn split_cmd(args: &SplitArgs) -> Result<()> {
@@ -408,24 +435,27 @@ fn split_cmd(args: &SplitArgs) -> Result<()> {
     let spec = SplitSpec::new(args.seed, fractions)?;
     let manifest = Manifest::read(&args.manifest)?;
     let split = Split::new(&manifest.samples, spec);
-    let out = args
+    let path = args
         .out
         .clone()
         .unwrap_or_else(|| split::split_path(&args.manifest));
-    split.write(&out, &args.manifest)?;
-    println!(
+    split.write(&path, &args.manifest)?;
+    let mut out = String::new();
+    writeln!(
+        out,
         "wrote {} (seed {}, fractions {:?}, by patient)",
-        out.display(),
+        path.display(),
         spec.seed,
         spec.fractions
-    );
+    )?;
     for part in Part::ALL {
-        println!(
+        writeln!(
+            out,
             "  {:<6} {:>8} samples {:>8} patients",
             part.name(),
             split.ids(part).len(),
             split.groups[part as usize]
-        );
+        )?;
     }
-    Ok(())
+    emit(&out)
 }

@@ -431,3 +431,20 @@ fn long_skip_lists_go_to_a_file() {
     ));
     assert_eq!(Manifest::read(&out).unwrap().samples.len(), 1);
 }
+
+#[test]
+fn stats_into_a_closed_pipe_is_not_a_panic() {
+    let dir = scratch("pipe");
+    let manifest = prepare_chexpert(&dir);
+    // The reader goes away before umcl writes (it takes far longer to start than this).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_umcl"))
+        .args(["data", "stats", manifest.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
+}
