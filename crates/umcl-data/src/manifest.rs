@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::error::{DataError, Result};
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
+use crate::sources::dir_of;
 
 /// The `format` of a manifest header.
 pub const FORMAT: &str = "umcl-manifest";
@@ -130,6 +131,15 @@ impl Drop for AtomicFile {
     }
 }
 
+/// A file next to a manifest: `dir/STEM{suffix}` for `dir/STEM.jsonl` (splits, skip lists).
+pub fn sibling_path(manifest: &Path, suffix: &str) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "manifest".into());
+    manifest.with_file_name(format!("{stem}{suffix}"))
+}
+
 /// Writes `bytes` to `path` atomically (a temporary file in the same directory, then a rename).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = AtomicFile::create(path)?;
@@ -196,14 +206,6 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// The directory that image paths in the manifest at `path` are relative to.
-fn manifest_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 /// Writes a manifest sample by sample; nothing appears at the target path before
 /// [`finish`](Self::finish).
 pub struct ManifestWriter {
@@ -226,7 +228,7 @@ impl ManifestWriter {
         Ok(ManifestWriter {
             file,
             keys: header.keys,
-            dir: absolute(&manifest_dir(path)),
+            dir: absolute(&dir_of(path)),
             ids: HashMap::new(),
             line: 1,
         })
@@ -367,7 +369,7 @@ impl ManifestReader {
         }
         Ok(ManifestReader {
             path: path.to_path_buf(),
-            dir: manifest_dir(path),
+            dir: dir_of(path),
             lines,
             line: 1,
             header,

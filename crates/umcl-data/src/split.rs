@@ -17,7 +17,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::manifest::write_file_atomic;
+use crate::manifest::{sibling_path, write_file_atomic};
 use crate::sample::Sample;
 use crate::synth::splitmix64;
 
@@ -241,11 +241,7 @@ struct SplitFile {
 
 /// The split file that belongs to a manifest: `dir/STEM.splits.json` for `dir/STEM.jsonl`.
 pub fn split_path(manifest: &Path) -> PathBuf {
-    let stem = manifest
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "manifest".into());
-    manifest.with_file_name(format!("{stem}.splits.json"))
+    sibling_path(manifest, ".splits.json")
 }
 
 /// A seeded, platform-independent hash of a group key.

@@ -2,7 +2,7 @@
 //! patient-level splits.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -285,7 +285,7 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
     )?;
     // The full list of skipped rows goes next to the manifest; a list from an earlier run that
     // skipped rows is removed when this one skipped none.
-    let list = skipped_path(&args.out);
+    let list = manifest::sibling_path(&args.out, ".skipped.txt");
     if prepared.skipped.is_empty() {
         if list.exists() {
             std::fs::remove_file(&list)
@@ -328,15 +328,6 @@ fn emit(text: &str) -> Result<()> {
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write to stdout"),
     }
-}
-
-/// `dir/STEM.skipped.txt` for `dir/STEM.jsonl`.
-fn skipped_path(manifest: &Path) -> PathBuf {
-    let stem = manifest
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "manifest".into());
-    manifest.with_file_name(format!("{stem}.skipped.txt"))
 }
 
 fn stats(args: &StatsArgs) -> Result<()> {

@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{check_image, dir_of, Collector, CsvTable, Prepared, ReadOptions};
+use super::{
+    check_image, dir_of, meta_columns, read_meta, Collector, CsvTable, Prepared, ReadOptions,
+};
 use crate::error::{DataError, Result};
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
@@ -62,15 +64,15 @@ pub fn prepare(
     let image_col = table.column("Image Index")?;
     let labels_col = table.column("Finding Labels")?;
     let patient_col = table.column("Patient ID")?;
-    let meta_cols: Vec<(&str, usize)> = [
-        ("follow_up", "Follow-up #"),
-        ("age", "Patient Age"),
-        ("sex", "Patient Gender"),
-        ("view", "View Position"),
-    ]
-    .into_iter()
-    .filter_map(|(key, name)| table.optional_column(name).map(|col| (key, col)))
-    .collect();
+    let meta_cols = meta_columns(
+        &table,
+        &[
+            ("follow_up", "Follow-up #"),
+            ("age", "Patient Age"),
+            ("sex", "Patient Gender"),
+            ("view", "View Position"),
+        ],
+    );
     let covered = schema.dataset_coverage("chestx-ray14");
     let root = options
         .image_root
@@ -107,12 +109,7 @@ pub fn prepare(
                             sample.labels[index] = LabelState::Positive;
                         }
                     }
-                    for &(key, col) in &meta_cols {
-                        let value = row.get(col)?;
-                        if !value.is_empty() {
-                            sample.meta.insert(key.to_string(), value.to_string());
-                        }
-                    }
+                    read_meta(&row, &meta_cols, &mut sample)?;
                     Ok(Some(sample))
                 })();
                 (row.line, sample)

@@ -7,7 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_image, dir_of, merge_state, Collector, CsvRow, CsvTable, Prepared, ReadOptions};
+use super::{
+    check_image, dir_of, merge_state, meta_columns, read_meta, Collector, CsvRow, CsvTable,
+    Prepared, ReadOptions,
+};
 use crate::error::Result;
 use crate::sample::Sample;
 use crate::schema::Schema;
@@ -77,15 +80,15 @@ pub fn prepare(options: &ChexpertOptions, schema: &Schema, read: ReadOptions) ->
         let mut table = CsvTable::open(csv_path)?;
         let path_col = table.column("Path")?;
         let labels = observation_columns(&table, schema)?;
-        let meta_cols: Vec<(&str, usize)> = [
-            ("sex", "Sex"),
-            ("age", "Age"),
-            ("view", "Frontal/Lateral"),
-            ("projection", "AP/PA"),
-        ]
-        .into_iter()
-        .filter_map(|(key, name)| table.optional_column(name).map(|col| (key, col)))
-        .collect();
+        let meta_cols = meta_columns(
+            &table,
+            &[
+                ("sex", "Sex"),
+                ("age", "Age"),
+                ("view", "Frontal/Lateral"),
+                ("projection", "AP/PA"),
+            ],
+        );
         let csv_dir = dir_of(csv_path);
         while let Some(row) = table.next_row()? {
             let (line, sample) = match row {
@@ -113,12 +116,7 @@ pub fn prepare(options: &ChexpertOptions, schema: &Schema, read: ReadOptions) ->
                             row.line,
                         )?);
                         read_observations(&row, &labels, &mut sample)?;
-                        for &(key, col) in &meta_cols {
-                            let value = row.get(col)?;
-                            if !value.is_empty() {
-                                sample.meta.insert(key.to_string(), value.to_string());
-                            }
-                        }
+                        read_meta(&row, &meta_cols, &mut sample)?;
                         Ok(Some(sample))
                     })();
                     (row.line, sample)

@@ -17,7 +17,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_image, dir_of, Collector, CsvTable, Prepared, ReadOptions};
+use super::{
+    check_image, dir_of, meta_columns, read_meta, Collector, CsvTable, Prepared, ReadOptions,
+};
 use crate::error::Result;
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
@@ -41,10 +43,16 @@ pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Re
     let image_col = table.optional_column("image");
     let filename_col = table.column("filename")?;
     let modality_col = table.optional_column("modality");
-    let meta_cols: Vec<(&str, usize)> = ["view", "offset", "sex", "age", "license"]
-        .into_iter()
-        .filter_map(|name| table.optional_column(name).map(|col| (name, col)))
-        .collect();
+    let meta_cols = meta_columns(
+        &table,
+        &[
+            ("view", "view"),
+            ("offset", "offset"),
+            ("sex", "sex"),
+            ("age", "age"),
+            ("license", "license"),
+        ],
+    );
     let root = options
         .image_root
         .clone()
@@ -92,12 +100,7 @@ pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Re
                         }
                     }
                     sample.meta.insert("finding".into(), finding.to_string());
-                    for &(key, col) in &meta_cols {
-                        let value = row.get(col)?;
-                        if !value.is_empty() {
-                            sample.meta.insert(key.to_string(), value.to_string());
-                        }
-                    }
+                    read_meta(&row, &meta_cols, &mut sample)?;
                     Ok(Some(sample))
                 })();
                 (row.line, sample)

@@ -415,6 +415,33 @@ fn csv_error(path: &Path, err: csv::Error, line_of: impl Fn(&csv::Position) -> u
     }
 }
 
+/// The optional columns kept in a sample's `meta`, as (meta key, column) pairs for those the
+/// table has.
+pub(crate) fn meta_columns<'k>(
+    table: &CsvTable,
+    wanted: &[(&'k str, &str)],
+) -> Vec<(&'k str, usize)> {
+    wanted
+        .iter()
+        .filter_map(|&(key, name)| table.optional_column(name).map(|col| (key, col)))
+        .collect()
+}
+
+/// Copies the non-empty `meta` columns of `row` into `sample.meta`.
+pub(crate) fn read_meta(
+    row: &CsvRow<'_>,
+    columns: &[(&str, usize)],
+    sample: &mut Sample,
+) -> Result<()> {
+    for &(key, col) in columns {
+        let value = row.get(col)?;
+        if !value.is_empty() {
+            sample.meta.insert(key.to_string(), value.to_string());
+        }
+    }
+    Ok(())
+}
+
 /// Merges a state into a label that more than one source name maps to: positive wins over
 /// uncertain, uncertain over negative, negative over unmentioned.
 pub(crate) fn merge_state(current: LabelState, new: LabelState) -> LabelState {
