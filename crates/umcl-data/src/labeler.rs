@@ -13,7 +13,8 @@
 //!    effusion` (an ignore phrase) hides `effusion`, and `cannot be excluded` hides `not`.
 //! 3. Sentences end at `.` (not between digits), `?`, `!`, `;` and `:`; a clause also ends at a
 //!    terminator phrase (`but`, `however`, ...). Cues act only inside their clause, and only
-//!    within a window of words (`pre_window` before the mention, `post_window` after).
+//!    within a window of words (`pre_window` before the mention, `post_window` after; the
+//!    negation and uncertainty cues may each have their own).
 //! 4. A mention is negative when its nearest cue is a negation cue, uncertain when it is an
 //!    uncertainty cue, and positive when no cue reaches it. Attribute rules pair a subject with
 //!    an attribute in one clause (`heart` + `enlarged` is cardiomegaly, `heart size` + `normal`
@@ -134,6 +135,10 @@ struct CueRules {
     pre: Vec<String>,
     #[serde(default)]
     post: Vec<String>,
+    /// Overrides `scope.pre_window` for these cues.
+    pre_window: Option<u32>,
+    /// Overrides `scope.post_window` for these cues.
+    post_window: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,8 +222,10 @@ pub struct Labeler {
     finding_names: Vec<String>,
     /// Findings whose positive or uncertain state does not cancel `no_finding`.
     no_finding_ignores: Vec<bool>,
-    pre_window: u32,
-    post_window: u32,
+    /// Reach in words of negation cues, before and after a mention.
+    negation_windows: (u32, u32),
+    /// Reach in words of uncertainty cues, before and after a mention.
+    uncertainty_windows: (u32, u32),
 }
 
 #[derive(Clone, Copy)]
@@ -455,8 +462,16 @@ impl Labeler {
             groups,
             finding_names,
             no_finding_ignores,
-            pre_window: file.scope.pre_window,
-            post_window: file.scope.post_window,
+            negation_windows: (
+                file.negation.pre_window.unwrap_or(file.scope.pre_window),
+                file.negation.post_window.unwrap_or(file.scope.post_window),
+            ),
+            uncertainty_windows: (
+                file.uncertainty.pre_window.unwrap_or(file.scope.pre_window),
+                file.uncertainty
+                    .post_window
+                    .unwrap_or(file.scope.post_window),
+            ),
         })
     }
 
@@ -680,22 +695,22 @@ impl Labeler {
                 continue;
             }
             for &role in self.roles_of(c) {
-                let (pre, st) = match role {
-                    Role::NegPre => (true, LabelState::Negative),
-                    Role::UncPre => (true, LabelState::Uncertain),
-                    Role::NegPost => (false, LabelState::Negative),
-                    Role::UncPost => (false, LabelState::Uncertain),
+                let (pre, st, (pre_window, post_window)) = match role {
+                    Role::NegPre => (true, LabelState::Negative, self.negation_windows),
+                    Role::UncPre => (true, LabelState::Uncertain, self.uncertainty_windows),
+                    Role::NegPost => (false, LabelState::Negative, self.negation_windows),
+                    Role::UncPost => (false, LabelState::Uncertain, self.uncertainty_windows),
                     _ => continue,
                 };
                 if pre && k < last && c.word_end <= tail.word_start {
                     // Measured to the span's start, so a cue inside the span has gap 0.
                     let gap = head.word_start.saturating_sub(c.word_end);
-                    if gap <= self.pre_window {
+                    if gap <= pre_window {
                         consider(gap, st);
                     }
                 } else if !pre && k > first && c.word_start >= head.word_end {
                     let gap = c.word_start.saturating_sub(tail.word_end);
-                    if gap <= self.post_window {
+                    if gap <= post_window {
                         consider(gap, st);
                     }
                 }

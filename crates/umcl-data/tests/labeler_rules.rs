@@ -213,6 +213,28 @@ fn custom_rules_windows_and_prefixes() {
         labeler.label("No a b c d atelectasis.").get("atelectasis"),
         Some(LabelState::Positive)
     );
+    // Uncertainty cues may have their own reach: here 1 word before the mention.
+    let short = Labeler::from_toml_str(&format!(
+        "{}\n[[label]]\nkey = \"edema\"\nmentions = [\"edema\"]\n",
+        MINIMAL.replace(
+            "pre = [\"possible\"]",
+            "pre = [\"possible\"]\npre_window = 1"
+        )
+    ))
+    .unwrap();
+    assert_eq!(
+        short.label("Possible mild edema.").get("edema"),
+        Some(LabelState::Uncertain)
+    );
+    assert_eq!(
+        short.label("Possible a b edema.").get("edema"),
+        Some(LabelState::Positive)
+    );
+    // ... while negation keeps scope.pre_window (3).
+    assert_eq!(
+        short.label("No a b c edema.").get("edema"),
+        Some(LabelState::Negative)
+    );
     // Words are matched whole: "no" inside "nodal" is no cue.
     assert_eq!(
         labeler.label("Nodal atelectasis.").get("atelectasis"),
