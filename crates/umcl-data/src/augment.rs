@@ -184,22 +184,23 @@ pub fn apply(
     let (sin, cos) = params.angle_deg.to_radians().sin_cos();
     let [cx0, cy0, cw, ch] = params.crop;
     let (kx, ky) = (cw / s, ch / s);
-    // Output pixel centre p = (u + 0.5, v + 0.5). Undo shift and rotation about the centre:
-    // q = R(-a) (p - c - shift) + c, in the crop's output frame; undo the flip:
-    // q.x -> s - q.x; then source = crop origin + q * crop size / s, sampled at (pixel - 0.5).
-    // Everything is affine in (u, v): q = q0 + u * du + v * dv.
+    // Output pixel centre p = (u + 0.5, v + 0.5). Undo shift and rotation about the centre,
+    // q = R (p - c - shift) + c with R = [[cos, -sin], [sin, cos]] (y points down, so the
+    // content turns counter-clockwise on screen, as torchvision's positive angles do); undo
+    // the flip, q.x -> s - q.x; then source = crop origin + q * crop size / s, sampled at
+    // (pixel - 0.5). All affine in (u, v): q = q0 + u * du + v * dv.
     let fx = if params.flip { -1.0 } else { 1.0 };
     let map = |px: f32, py: f32| -> (f32, f32) {
         let (dx, dy) = (px - c - params.shift[0], py - c - params.shift[1]);
-        let qx = cos * dx + sin * dy + c;
-        let qy = -sin * dx + cos * dy + c;
+        let qx = cos * dx - sin * dy + c;
+        let qy = sin * dx + cos * dy + c;
         let qx = if params.flip { s - qx } else { qx };
         (qx, qy)
     };
     let (q0x, q0y) = map(0.5, 0.5);
     let dux = cos * fx;
-    let duy = -sin;
-    let dvx = sin * fx;
+    let duy = sin;
+    let dvx = -sin * fx;
     let dvy = cos;
     let src = img.pixels();
     let b = params.brightness;

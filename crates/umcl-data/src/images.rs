@@ -82,6 +82,16 @@ impl GrayImage {
         })
     }
 
+    /// A `size` x `size` image from exactly `size * size` pixels (callers guarantee it).
+    pub(crate) fn from_square(size: usize, data: Vec<f32>) -> Self {
+        debug_assert_eq!(data.len(), size * size);
+        Self {
+            width: size,
+            height: size,
+            data,
+        }
+    }
+
     /// Width in pixels.
     pub fn width(&self) -> usize {
         self.width

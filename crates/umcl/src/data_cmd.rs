@@ -39,6 +39,12 @@ enum DataCommand {
     ///
     /// Example: umcl data split covid.jsonl --seed 0 --fractions 0.8,0.1,0.1
     Split(SplitArgs),
+    /// Write the built-in SYNTHETIC phantom chest-radiograph dataset: images, a manifest of
+    /// three sources (image + report, image + labels, report only) and the fixed evaluation
+    /// split "phantom 5x200".
+    ///
+    /// Example: umcl data phantom --out data/phantom --n 5000 --size 224 --seed 0
+    Phantom(crate::phantom_cmd::PhantomArgs),
 }
 
 #[derive(Args)]
@@ -135,6 +141,7 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCommand::Prepare(args) => prepare(&args),
         DataCommand::Stats(args) => stats(&args),
         DataCommand::Split(args) => split_cmd(&args),
+        DataCommand::Phantom(args) => crate::phantom_cmd::run(&args),
     }
 }
 

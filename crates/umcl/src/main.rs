@@ -8,6 +8,7 @@ use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 mod data_cmd;
 mod label_cmd;
 mod models_cmd;
+mod phantom_cmd;
 
 /// Unified medical image-text-label contrastive pretraining.
 #[derive(Parser)]
