@@ -50,6 +50,16 @@ fn terminator_ends_negation() {
         render("No pneumothorax, but there is a small right effusion."),
         "pneumothorax=0 pleural_effusion=1"
     );
+    // "and the" starts a new statement with its own subject.
+    assert_eq!(
+        render("No pneumothorax and the heart is enlarged."),
+        "cardiomegaly=1 pneumothorax=0"
+    );
+    // A post-cue after its mention: "is no longer seen".
+    assert_eq!(
+        render("The effusion is no longer seen."),
+        "no_finding=1 pleural_effusion=0"
+    );
 }
 
 #[test]
