@@ -611,3 +611,55 @@ fn crlf_files_get_the_right_line_numbers() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unclosed_quote_is_a_bad_row_not_a_swallowed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("open.csv");
+    // Row 3 opens a quote that never closes: the csv crate reads rows 3-5 as one record.
+    std::fs::write(
+        &path,
+        "case,report,Edema\nc1,fine,1\nc2,\"never closed,0\nc3,lost,1\nc4,lost,0\n",
+    )
+    .unwrap();
+    let options = generic::GenericOptions {
+        file: path,
+        id: Some("case".into()),
+        text: vec!["report".into()],
+        label_columns: vec!["Edema".into()],
+        ..Default::default()
+    };
+    let schema = Schema::chest_xray();
+    let err = generic::prepare(&options, &schema, STRICT)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with(
+            "open.csv:3: a quoted field is never closed: the row runs to the end of the file"
+        ),
+        "{err}"
+    );
+    let prepared = generic::prepare(&options, &schema, SKIP).unwrap();
+    assert_eq!(prepared.samples.len(), 1);
+    assert_eq!(prepared.skipped.len(), 1);
+
+    // Open in the last column, the swallowed rows even leave the field count right.
+    std::fs::write(
+        &options.file,
+        "case,report\nc1,fine\nc2,\"never closed\nc3,lost\n",
+    )
+    .unwrap();
+    let options = generic::GenericOptions {
+        label_columns: Vec::new(),
+        ..options
+    };
+    let err = generic::prepare(&options, &schema, STRICT)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with(
+            "open.csv:3: a quoted field is never closed: the row runs to the end of the file"
+        ),
+        "{err}"
+    );
+}

@@ -231,21 +231,38 @@ pub(crate) fn dir_of(path: &Path) -> PathBuf {
     }
 }
 
-/// A reader that notes the byte offset of every newline it passes on.
-struct NewlineIndex {
-    inner: Box<dyn Read>,
-    offset: u64,
-    newlines: Rc<RefCell<Vec<u64>>>,
+/// The byte offsets of the newlines and double quotes of a file, as far as it has been read.
+#[derive(Default)]
+struct Marks {
+    newlines: Vec<u64>,
+    quotes: Vec<u64>,
+    /// Bytes read so far.
+    len: u64,
+    /// Whether the end of the file was reached.
+    eof: bool,
 }
 
-impl Read for NewlineIndex {
+/// A reader that notes where the newlines and quotes are in what it passes on.
+struct MarkingReader {
+    inner: Box<dyn Read>,
+    offset: u64,
+    marks: Rc<RefCell<Marks>>,
+}
+
+impl Read for MarkingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut newlines = self.newlines.borrow_mut();
-        for (i, _) in buf[..n].iter().enumerate().filter(|(_, &b)| b == b'\n') {
-            newlines.push(self.offset + i as u64);
+        let mut marks = self.marks.borrow_mut();
+        for (i, &b) in buf[..n].iter().enumerate() {
+            match b {
+                b'\n' => marks.newlines.push(self.offset + i as u64),
+                b'"' => marks.quotes.push(self.offset + i as u64),
+                _ => {}
+            }
         }
         self.offset += n as u64;
+        marks.len = self.offset;
+        marks.eof |= n == 0 && !buf.is_empty();
         Ok(n)
     }
 }
@@ -253,12 +270,13 @@ impl Read for NewlineIndex {
 /// A CSV file with a header row, read record by record with 1-based line numbers.
 ///
 /// Line numbers are counted here rather than taken from the csv crate, whose line count lags
-/// one behind in files with CRLF line ends.
+/// one behind in files with CRLF line ends. A quote left open swallows the rest of the file
+/// into one field, which the csv crate accepts; here it is a bad row at the line it opens on.
 pub(crate) struct CsvTable {
     path: PathBuf,
-    reader: csv::Reader<NewlineIndex>,
+    reader: csv::Reader<MarkingReader>,
     headers: Vec<String>,
-    newlines: Rc<RefCell<Vec<u64>>>,
+    marks: Rc<RefCell<Marks>>,
 }
 
 /// One CSV record and the line it starts on.
@@ -275,11 +293,11 @@ impl CsvTable {
     }
 
     pub(crate) fn open_with(path: &Path, delimiter: u8) -> Result<CsvTable> {
-        let newlines = Rc::new(RefCell::new(Vec::new()));
-        let input = NewlineIndex {
+        let marks = Rc::new(RefCell::new(Marks::default()));
+        let input = MarkingReader {
             inner: open_maybe_gz(path)?,
             offset: 0,
-            newlines: Rc::clone(&newlines),
+            marks: Rc::clone(&marks),
         };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -306,7 +324,7 @@ impl CsvTable {
             path: path.to_path_buf(),
             reader,
             headers,
-            newlines,
+            marks,
         })
     }
 
@@ -339,7 +357,11 @@ impl CsvTable {
         match self.reader.read_byte_record(&mut record) {
             Ok(false) => Ok(None),
             Ok(true) => {
-                let line = record.position().map_or(0, |p| self.line_of(p));
+                let start = record.position().map_or(0, |p| p.byte());
+                let line = self.line_at(start);
+                if self.quote_open_to_eof(start) {
+                    return Ok(Some(Err(self.unclosed_quote(start))));
+                }
                 Ok(Some(Ok(CsvRow {
                     table: self,
                     record,
@@ -349,15 +371,46 @@ impl CsvTable {
             Err(err) if matches!(err.kind(), csv::ErrorKind::Io(_)) => {
                 Err(csv_error(&self.path, err, |p| self.line_of(p)))
             }
-            Err(err) => Ok(Some(Err(csv_error(&self.path, err, |p| self.line_of(p))))),
+            Err(err) => {
+                let start = err.position().map(|p| p.byte());
+                if let Some(start) = start.filter(|&b| self.quote_open_to_eof(b)) {
+                    return Ok(Some(Err(self.unclosed_quote(start))));
+                }
+                Ok(Some(Err(csv_error(&self.path, err, |p| self.line_of(p)))))
+            }
         }
     }
 
     /// The 1-based line a record starts on: one more than the newlines before its first byte.
     /// (A record after a CRLF starts, for the csv crate, at the `\n`, hence `<=`.)
     fn line_of(&self, position: &csv::Position) -> u64 {
-        let newlines = self.newlines.borrow();
-        newlines.partition_point(|&offset| offset <= position.byte()) as u64 + 1
+        self.line_at(position.byte())
+    }
+
+    fn line_at(&self, byte: u64) -> u64 {
+        let marks = self.marks.borrow();
+        marks.newlines.partition_point(|&offset| offset <= byte) as u64 + 1
+    }
+
+    fn unclosed_quote(&self, start: u64) -> DataError {
+        DataError::at(
+            &self.path,
+            self.line_at(start),
+            "a quoted field is never closed: the row runs to the end of the file",
+        )
+    }
+
+    /// Whether the record that starts at `start` runs to the end of the file with an odd
+    /// number of `"` in it: a quote left open.
+    fn quote_open_to_eof(&self, start: u64) -> bool {
+        let end = self.reader.position().byte();
+        let marks = self.marks.borrow();
+        if !(marks.eof && end >= marks.len) {
+            return false;
+        }
+        let quotes = marks.quotes.partition_point(|&offset| offset < end)
+            - marks.quotes.partition_point(|&offset| offset < start);
+        quotes % 2 == 1
     }
 }
 
