@@ -135,6 +135,32 @@ pub fn config_path(weights: &Path) -> PathBuf {
 }
 
 /// The dual encoder and the variables it owns.
+///
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// use umcl_models::bert::BertConfig;
+/// use umcl_models::dual::{DualConfig, DualEncoder};
+/// use umcl_models::image::ImageEncoderConfig;
+/// use umcl_models::resnet::ResNetConfig;
+///
+/// let image = ResNetConfig { width: 8, ..ResNetConfig::resnet18() };
+/// let text = BertConfig {
+///     vocab_size: 100,
+///     hidden_size: 32,
+///     num_hidden_layers: 1,
+///     num_attention_heads: 2,
+///     intermediate_size: 64,
+///     ..BertConfig::base()
+/// };
+/// let mut config = DualConfig::new(ImageEncoderConfig::Resnet(image), text);
+/// config.embed_dim = 16;
+/// let model = DualEncoder::new(&config, Device::Cpu)?;
+/// let images = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
+/// assert_eq!(model.encode_image(&images, false)?.size(), vec![2, 16]);
+/// let ids = Tensor::from_slice(&[1i64, 5, 9, 2]).view([1, 4]);
+/// assert_eq!(model.encode_text(&ids, &ids.ones_like(), false)?.size(), vec![1, 16]);
+/// # Ok::<(), umcl_models::ModelError>(())
+/// ```
 pub struct DualEncoder {
     /// All variables (image., text., projections, logit_scale, prompt.).
     pub vs: nn::VarStore,

@@ -34,6 +34,9 @@ pub enum KeyAction {
     Ignore,
 }
 
+/// Tensors with their names, as a safetensors file holds them.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
 /// Maps a key of a weight file to what the import does with it.
 pub type KeyMap<'a> = &'a dyn Fn(&str) -> KeyAction;
 
@@ -133,7 +136,7 @@ impl fmt::Display for ImportReport {
 }
 
 /// Reads every tensor of a safetensors file (on the CPU, in the file's dtype).
-pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>, ModelError> {
+pub fn read_safetensors(path: &Path) -> Result<NamedTensors, ModelError> {
     if !path.is_file() {
         return Err(ModelError::io(path, "no such file"));
     }
@@ -154,7 +157,7 @@ pub fn import_safetensors(
 /// Loads named tensors into `vs` through `map`; `source` names them in errors.
 pub fn import_tensors(
     vs: &VarStore,
-    tensors: Vec<(String, Tensor)>,
+    tensors: NamedTensors,
     source: &Path,
     map: KeyMap<'_>,
     allow_partial: bool,

@@ -25,7 +25,7 @@ use tch::{nn, nn::Module, Kind, Tensor};
 
 use crate::error::ModelError;
 use crate::image::ImageFeatures;
-use crate::import::{strip_prefixes, KeyAction};
+use crate::import::{strip_prefixes, KeyAction, NamedTensors};
 
 /// ViT hyper-parameters (timm's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,9 +145,7 @@ pub fn timm_keys(key: &str) -> KeyAction {
 /// Converts the tensors of a Hugging Face `ViTModel` / `ViTForImageClassification` file to
 /// timm's names: `vit.` is stripped, query/key/value are concatenated into `qkv`, the pooler
 /// and classifier are dropped. Returns the converted tensors and the dropped keys.
-pub fn hf_vit_to_timm(
-    tensors: Vec<(String, Tensor)>,
-) -> Result<(Vec<(String, Tensor)>, Vec<String>), ModelError> {
+pub fn hf_vit_to_timm(tensors: NamedTensors) -> Result<(NamedTensors, Vec<String>), ModelError> {
     use std::collections::BTreeMap;
     let mut out = Vec::new();
     let mut dropped = Vec::new();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Kind, Tensor};
 use umcl_models::bert::{bert_keys, Bert, BertConfig, Pooling};
-use umcl_models::import::{import_safetensors, import_tensors, read_safetensors, KeyAction};
+use umcl_models::import::{import_safetensors, import_tensors, read_safetensors};
 use umcl_models::resnet::{torchvision_keys, ResNet, ResNetConfig};
 use umcl_models::vit::{hf_vit_to_timm, timm_keys, Vit, VitConfig};
 
@@ -183,8 +183,20 @@ fn fp16_file_keeps_the_model_fp32() {
         .all(|(_, from, to)| *from == Kind::Half && *to == Kind::Float));
     assert_eq!(report.converted.len(), report.loaded.len());
     assert!(vs.variables().values().all(|v| v.kind() == Kind::Float));
-    let _ = bert;
-    let _ = KeyAction::Ignore;
+    // And it still computes what transformers computed (within fp16 rounding of the weights).
+    let io = io(&dir, "bert_tiny");
+    let out = bert
+        .forward_ids(&io["in.input_ids"], &io["in.attention_mask"], false)
+        .unwrap();
+    assert_eq!(out.last_hidden_state.kind(), Kind::Float);
+    let diff = (&out.last_hidden_state - &io["out.last_hidden_state"])
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(
+        diff > 0.0 && diff < 0.05,
+        "fp16-rounded weights: diff {diff}"
+    );
 }
 
 /// Full sizes, on demand: `export_weights.py --full`, then
