@@ -13,7 +13,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 use umcl_data::augment::{self, Augment};
-use umcl_data::images::{self, Fit, Preprocess};
+use umcl_data::images::{Fit, Preprocess};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -46,8 +46,8 @@ fn pre() -> Preprocess {
 
 /// One image through the whole pipeline, into `out`.
 fn pipeline(path: &Path, index: u64, aug: &Augment, pre: &Preprocess, out: &mut [f32]) {
-    let img = images::load(path).expect("the bench images decode");
-    let resized = pre.resize(&img);
+    // Decode and resize (8-bit pixels go straight into the filter), then augment+normalise.
+    let resized = pre.load(path).expect("the bench images decode");
     let params = aug.sample(pre.size, 0, 0, index);
     augment::apply(&resized, &params, pre, out).expect("valid options");
 }
@@ -61,13 +61,10 @@ fn run_all(files: &[PathBuf], threads: usize) {
             pipeline(f, i as u64, &aug, &pre, &mut out);
         }
     } else {
-        files
-            .par_iter()
-            .enumerate()
-            .for_each_init(
-                || vec![0.0f32; pre.output_len()],
-                |out, (i, f)| pipeline(f, i as u64, &aug, &pre, out),
-            );
+        files.par_iter().enumerate().for_each_init(
+            || vec![0.0f32; pre.output_len()],
+            |out, (i, f)| pipeline(f, i as u64, &aug, &pre, out),
+        );
     }
 }
 

@@ -396,7 +396,12 @@ impl Preprocess {
 
     /// Fits and resizes `img` to a `size` x `size` square in `[0, 1]` (not normalised).
     pub fn resize(&self, img: &GrayImage) -> GrayImage {
-        resize_rect(img, self.fit_rect(img.width, img.height), self.size, self.size)
+        resize_rect(
+            img,
+            self.fit_rect(img.width, img.height),
+            self.size,
+            self.size,
+        )
     }
 
     /// Reads, decodes, fits and resizes an image file to a `size` x `size` square in
@@ -409,11 +414,7 @@ impl Preprocess {
             err,
         })?;
         let raw = decode_raw(&bytes, path)?;
-        Ok(raw.resample(
-            self.fit_rect(raw.width, raw.height),
-            self.size,
-            self.size,
-        ))
+        Ok(raw.resample(self.fit_rect(raw.width, raw.height), self.size, self.size))
     }
 
     /// The source rectangle that becomes the output square.
@@ -507,7 +508,12 @@ impl Taps {
     /// The source range `[lo, hi)` any output reads.
     fn span(&self) -> (usize, usize) {
         let lo = self.start.iter().copied().min().unwrap_or(0);
-        let hi = self.start.iter().map(|s| s + self.stride).max().unwrap_or(lo);
+        let hi = self
+            .start
+            .iter()
+            .map(|s| s + self.stride)
+            .max()
+            .unwrap_or(lo);
         (lo, hi)
     }
 }
@@ -634,7 +640,11 @@ pub(crate) fn resample<P: Pixel>(
 fn hpass<const N: usize>(tmp: &[f32], cols: usize, col_lo: usize, tx: &Taps, out: &mut [f32]) {
     let out_w = tx.start.len();
     for (row, dst) in tmp.chunks_exact(cols).zip(out.chunks_exact_mut(out_w)) {
-        for ((d, &s), wt) in dst.iter_mut().zip(&tx.start).zip(tx.weights.chunks_exact(N)) {
+        for ((d, &s), wt) in dst
+            .iter_mut()
+            .zip(&tx.start)
+            .zip(tx.weights.chunks_exact(N))
+        {
             let (Ok(px), Ok(wt)) = (
                 <&[f32; N]>::try_from(&row[s - col_lo..s - col_lo + N]),
                 <&[f32; N]>::try_from(wt),

@@ -255,6 +255,12 @@ impl Loader {
 
     /// Starts preparing `epoch`'s batches on a background thread, up to `prefetch` ahead.
     pub fn epoch(&self, epoch: u64) -> Epoch {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// Like [`Loader::epoch`], but starting at batch `first` of the epoch: the batches a resumed
+    /// run has not seen yet, without loading the ones before.
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Epoch {
         let cfg = &self.shared.cfg;
         let order = self.order(epoch);
         let mut chunks: Vec<Vec<usize>> = order
@@ -264,6 +270,7 @@ impl Loader {
         if cfg.drop_last && chunks.last().is_some_and(|c| c.len() < cfg.batch_size) {
             chunks.pop();
         }
+        chunks.drain(..first.min(chunks.len()));
         let (tx, rx) = bounded(cfg.prefetch.max(1) - 1);
         let shared = Arc::clone(&self.shared);
         let handle = std::thread::Builder::new()
@@ -297,6 +304,9 @@ impl Loader {
         }
     }
 }
+
+/// Token ids, attention masks and whether each row has a text.
+type Tokens = (Array2<i64>, Array2<i64>, Vec<bool>);
 
 /// A built batch (`None` when every sample of it was skipped) and the samples skipped.
 type Built = Result<(Option<Batch>, Vec<Skipped>), LoaderError>;
@@ -400,7 +410,7 @@ impl Shared {
     }
 
     /// Token ids, masks and text presence of the samples `idx`.
-    fn tokenize(&self, idx: &[usize]) -> Result<(Array2<i64>, Array2<i64>, Vec<bool>), LoaderError> {
+    fn tokenize(&self, idx: &[usize]) -> Result<Tokens, LoaderError> {
         let has_text: Vec<bool> = idx
             .iter()
             .map(|&i| self.samples[i].text.is_some())

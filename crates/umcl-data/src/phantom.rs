@@ -208,7 +208,9 @@ struct Noise {
 
 impl Noise {
     fn new(rng: &mut Rng, n: usize) -> Self {
-        let grid = (0..(n + 1) * (n + 1)).map(|_| rng.unit() * 2.0 - 1.0).collect();
+        let grid = (0..(n + 1) * (n + 1))
+            .map(|_| rng.unit() * 2.0 - 1.0)
+            .collect();
         Self { n, grid }
     }
 
@@ -228,6 +230,9 @@ impl Noise {
         a + sy * (b - a)
     }
 }
+
+/// A point `(u, v)`.
+type Point = (f32, f32);
 
 /// Distance from `p` to the segment `a`-`b`.
 #[inline(always)]
@@ -271,7 +276,13 @@ impl Wire {
     }
 
     /// A quadratic Bezier curve from `a` through control `c` to `b`, as 10 segments.
-    fn bezier(a: (f32, f32), c: (f32, f32), b: (f32, f32), half_width: f32, intensity: f32) -> Self {
+    fn bezier(
+        a: (f32, f32),
+        c: (f32, f32),
+        b: (f32, f32),
+        half_width: f32,
+        intensity: f32,
+    ) -> Self {
         let pts = (0..=10)
             .map(|i| {
                 let t = i as f32 / 10.0;
@@ -400,7 +411,8 @@ struct Scene {
     effusion: [Option<(f32, f32)>; 2], // level above base, meniscus rise
     pneumothorax: Option<(usize, Lung)>,
     blobs: Vec<(Blob, bool)>, // (opacity, air bronchograms)
-    plate: Option<((f32, f32), (f32, f32), f32)>,
+    /// Atelectasis band: end points and half-thickness.
+    plate: Option<(Point, Point, f32)>,
     edema: Option<(f32, f32)>, // radius, intensity
     lesion: Option<(f32, f32, f32, f32)>,
     wires: Vec<Wire>,
@@ -469,7 +481,11 @@ impl Scene {
             hrx,
             hry,
         );
-        let knob = (cx + shift + r.uniform(0.035, 0.055), r.uniform(0.27, 0.31), 0.035);
+        let knob = (
+            cx + shift + r.uniform(0.035, 0.055),
+            r.uniform(0.27, 0.31),
+            0.035,
+        );
         let bubble = (r.unit() < 0.6).then(|| {
             (
                 lungs[1].cx + r.uniform(-0.02, 0.04),
@@ -543,7 +559,7 @@ impl Scene {
                     };
                     for (s, on) in sides.into_iter().enumerate() {
                         if on {
-                            self.effusion[s] = Some((r.uniform(0.09, 0.24), r.uniform(0.04, 0.08)));
+                            self.effusion[s] = Some((r.uniform(0.14, 0.28), r.uniform(0.04, 0.08)));
                         }
                     }
                 }
@@ -629,7 +645,8 @@ impl Scene {
             if r.unit() < 0.6 {
                 // Endotracheal tube: down the trachea, tip above the carina.
                 let tip = r.uniform(0.26, 0.32);
-                self.wires.push(Wire::new(vec![(cx, 0.0), (cx, tip)], w * 1.4, 0.55));
+                self.wires
+                    .push(Wire::new(vec![(cx, 0.0), (cx, tip)], w * 1.4, 0.55));
                 any = true;
             }
             if r.unit() < 0.6 {
@@ -646,11 +663,8 @@ impl Scene {
                 let l = self.lungs[1];
                 let end = (l.cx + r.uniform(-0.02, 0.04), l.base + r.uniform(0.06, 0.1));
                 let mid = (cx + 0.01, l.base - 0.02);
-                self.wires.push(Wire::new(
-                    vec![(cx + 0.008, 0.0), mid, end],
-                    w * 1.1,
-                    0.5,
-                ));
+                self.wires
+                    .push(Wire::new(vec![(cx + 0.008, 0.0), mid, end], w * 1.1, 0.5));
                 any = true;
             }
             if r.unit() < 0.5 {
@@ -672,16 +686,17 @@ impl Scene {
             }
             if r.unit() < 0.2 {
                 // Pacemaker box in the left upper chest, lead to the right ventricle.
-                let (bu, bv) = (self.lungs[1].cx + r.uniform(0.0, 0.08), r.uniform(0.16, 0.22));
+                let (bu, bv) = (
+                    self.lungs[1].cx + r.uniform(0.0, 0.08),
+                    r.uniform(0.16, 0.22),
+                );
                 self.pacemaker = Some([bu - 0.045, bv - 0.03, bu + 0.045, bv + 0.03]);
-                let tip = (self.heart.0 + self.heart.2 * 0.3, self.heart.1 + self.heart.3 * 0.4);
-                self.wires.push(Wire::bezier(
-                    (bu, bv),
-                    (cx - 0.02, 0.3),
-                    tip,
-                    w,
-                    0.55,
-                ));
+                let tip = (
+                    self.heart.0 + self.heart.2 * 0.3,
+                    self.heart.1 + self.heart.3 * 0.4,
+                );
+                self.wires
+                    .push(Wire::bezier((bu, bv), (cx - 0.02, 0.3), tip, w, 0.55));
                 any = true;
             }
         }
@@ -713,8 +728,7 @@ impl Scene {
             val += spine * (0.10 - 0.05 * smoothstep(0.06, 0.0, disc)) * body;
         }
         if v < 0.36 {
-            let tr = smoothstep(0.018 + e, 0.013 - e, (u - mc).abs())
-                * smoothstep(0.36, 0.32, v);
+            let tr = smoothstep(0.018 + e, 0.013 - e, (u - mc).abs()) * smoothstep(0.36, 0.32, v);
             val -= 0.12 * tr;
         }
         // Lungs.
@@ -732,7 +746,8 @@ impl Scene {
             lung = ell * medial * above;
             // Effusion fills the hemithorax (the ellipse, below the dome too) from the base.
             if let Some((level, rise)) = self.effusion[s] {
-                let lateral = ((u - l.cx) / l.rx * if s == 0 { -1.0 } else { 1.0 }).clamp(-1.0, 1.0);
+                let lateral =
+                    ((u - l.cx) / l.rx * if s == 0 { -1.0 } else { 1.0 }).clamp(-1.0, 1.0);
                 let lat = (lateral + 1.0) * 0.5;
                 let top = l.base - level - rise * lat * lat;
                 let fluid = smoothstep(top - 0.012, top + 0.012, v) * ell * medial;

@@ -41,7 +41,11 @@ fn every_finding_changes_the_image() {
     for f in &Finding::ALL[1..] {
         for i in 0..8 {
             let (a, b) = pair(*f, i);
-            let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            let max = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
             assert!(max > 0.1, "{f} on image {i}: largest change {max}");
         }
     }
@@ -55,7 +59,10 @@ fn findings_change_the_image_where_they_should() {
         // Effusion fills lung bases with fluid: brighter, more below the middle than above.
         let low = diff(Finding::PleuralEffusion, i, bottom.clone(), 0..N);
         let high = diff(Finding::PleuralEffusion, i, top.clone(), 0..N);
-        assert!(low > 1.0 && low > 4.0 * high.abs(), "effusion {i}: {low} vs {high}");
+        assert!(
+            low > 1.0 && low > 4.0 * high.abs(),
+            "effusion {i}: {low} vs {high}"
+        );
         // Pneumothorax: a rim of air without markings, darker than the lung was, at least
         // 30 pixels (a lung covers about 600 of the 4096; the rim is a third of it or more).
         let (a, b) = pair(Finding::Pneumothorax, i);
@@ -137,7 +144,10 @@ fn the_dataset_has_three_sources_and_the_fixed_eval_split() {
     assert_eq!(train.samples.len(), 60);
     let total: usize = summary.per_source.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 60);
-    assert!(summary.per_source.iter().all(|(_, n)| *n > 0), "{summary:?}");
+    assert!(
+        summary.per_source.iter().all(|(_, n)| *n > 0),
+        "{summary:?}"
+    );
     for s in &train.samples {
         match s.source.as_str() {
             phantom::sources::IMAGE_REPORT => {

@@ -67,7 +67,7 @@ pub fn run(args: &PhantomArgs) -> Result<()> {
         summary.images as f64 / secs.max(1e-9)
     );
     if let Some(path) = &args.contact_sheet {
-        phantom::contact_sheet(6, 128.min(args.size), args.seed)
+        phantom::contact_sheet(5, 112.min(args.size), args.seed)
             .save_png(path)
             .with_context(|| "cannot write the contact sheet".to_string())?;
         println!("contact    {}", path.display());
