@@ -278,21 +278,13 @@ impl LogisticRegression {
     }
 
     fn logits(&self, x: ArrayView2<'_, f32>) -> Vec<Vec<f64>> {
-        x.rows()
-            .into_iter()
-            .map(|r| {
-                let z: Vec<f64> = r
-                    .iter()
-                    .zip(self.mean.iter().zip(&self.std))
-                    .map(|(&v, (m, s))| (f64::from(v) - m) / s)
-                    .collect();
-                self.weights
-                    .iter()
-                    .zip(&self.bias)
-                    .map(|(w, b)| b + w.iter().zip(&z).map(|(a, b)| a * b).sum::<f64>())
-                    .collect()
-            })
-            .collect()
+        let mean = Array1::from(self.mean.clone());
+        let std = Array1::from(self.std.clone());
+        let xs = (x.mapv(f64::from) - &mean) / &std;
+        let (c, d) = (self.weights.len(), self.mean.len());
+        let w = Array2::from_shape_fn((c, d), |(i, j)| self.weights[i][j]);
+        let z = xs.dot(&w.t()) + &Array1::from(self.bias.clone());
+        z.rows().into_iter().map(|r| r.to_vec()).collect()
     }
 }
 

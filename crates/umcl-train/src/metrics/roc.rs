@@ -358,3 +358,45 @@ pub fn zero_shot_multilabel(
         .map_collect(|&p, &n| scale * (f64::from(p) - f64::from(n)));
     MultilabelResult::from_scores(scores.view(), truth)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The weighted AUC used by the bootstrap equals the plain AUC of the resample written out
+    /// item by item (item i repeated counts[i] times).
+    #[test]
+    fn weighted_auc_equals_auc_of_the_expanded_sample() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        for _ in 0..50 {
+            let n = rng.gen_range(2..40);
+            let scores: Vec<f64> = (0..n).map(|_| f64::from(rng.gen_range(0..6u8))).collect();
+            let labels: Vec<Option<bool>> = (0..n)
+                .map(|_| match rng.gen_range(0..5) {
+                    0 => None,
+                    1 | 2 => Some(true),
+                    _ => Some(false),
+                })
+                .collect();
+            let counts: Vec<u64> = (0..n).map(|_| rng.gen_range(0..4)).collect();
+            let (mut s, mut l) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                if let Some(lab) = labels[i] {
+                    for _ in 0..counts[i] {
+                        s.push(scores[i]);
+                        l.push(lab);
+                    }
+                }
+            }
+            let weighted = RankedScores::new(&scores).auc(&labels, |i| counts[i]);
+            let expanded = if s.is_empty() {
+                None
+            } else {
+                roc_auc(&s, &l).unwrap()
+            };
+            assert_eq!(weighted, expanded);
+        }
+    }
+}
