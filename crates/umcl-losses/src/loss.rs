@@ -3,7 +3,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::config::ItlLossConfig;
-use crate::targets::{LabelTable, RowTargets};
+use crate::targets::{LabelTable, Weights};
 use crate::LossError;
 
 /// Validated features in the compute kind, normalized, with the log scale as a scalar.
@@ -248,48 +248,66 @@ fn check_labels(labels: &Tensor, n: i64, device: Device) -> Result<Tensor, LossE
     Ok(codes)
 }
 
-/// `l_i` summed over the rows of `logits` (see [`itl_loss`]), as a graph for autograd.
-fn row_loss_sum(logits: &Tensor, rt: &RowTargets) -> Tensor {
-    let lse = match &rt.removed {
-        Some(m) => logits
-            .masked_fill(m, f64::NEG_INFINITY)
-            .logsumexp([1], false),
-        None => logits.logsumexp([1], false),
-    };
-    // Sum of T * L, never T * log p: masked entries have T = 0 and a finite L, so no 0 * inf.
-    let target_term = (logits * &rt.target).sum_dim_intlist(1, false, None);
-    (lse - target_term).sum(None)
-}
-
 /// The dense loss: the whole `B x B` logits, autograd for the gradients.
+///
+/// Written as `w_it/B sum_i LSE_row_i + w_ti/B sum_j LSE_col_j - sum_ij W_ij L_ij` with
+/// `W_ij = E_ij (w_it / (B z_i) + w_ti / (B z_j))`: the target term of both directions in one
+/// product (E is symmetric), never `T * log p`, so masked entries (`-inf`, `T = 0`) give no NaN.
 fn dense(f: &Features, table: &LabelTable, cfg: &ItlLossConfig) -> (Tensor, Tensor, Tensor) {
     let logits = f.logits();
-    let rt = {
-        let _no_grad = tch::no_grad_guard();
-        table.rows(0, f.n)
-    };
     let n = f.n as f64;
-    let mut loss = Tensor::zeros([], (f.kind, f.device));
-    if cfg.image_to_text_weight > 0.0 {
-        loss = loss + row_loss_sum(&logits, &rt) * (cfg.image_to_text_weight / n);
+    let (w_it, w_ti) = (cfg.image_to_text_weight / n, cfg.text_to_image_weight / n);
+    let (rt, weights) = {
+        let _no_grad = tch::no_grad_guard();
+        let rt = table.rows(0, f.n);
+        let weights = match &rt.weights {
+            Weights::Identity => None,
+            Weights::Rows { e, z } => {
+                let inv = z.reciprocal();
+                Some(e * (inv.unsqueeze(1) * w_it + inv.unsqueeze(0) * w_ti))
+            }
+        };
+        (rt, weights)
+    };
+    let kept = match &rt.removed {
+        Some(m) => logits.masked_fill(m, f64::NEG_INFINITY),
+        None => logits.shallow_clone(),
+    };
+    let target_term = match &weights {
+        None => logits.diagonal(0, 0, 1).sum(None) * (w_it + w_ti),
+        Some(w) => (&logits * w).sum(None),
+    };
+    let mut terms = vec![-target_term];
+    if w_it > 0.0 {
+        terms.push(kept.logsumexp([1], false).sum(None) * w_it);
     }
-    if cfg.text_to_image_weight > 0.0 {
-        loss = loss + row_loss_sum(&logits.tr(), &rt) * (cfg.text_to_image_weight / n);
+    if w_ti > 0.0 {
+        terms.push(kept.logsumexp([0], false).sum(None) * w_ti);
     }
+    let loss = terms
+        .into_iter()
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| Tensor::zeros([], (f.kind, f.device)));
     (loss, rt.removed_count, rt.positives)
 }
 
 /// One block of rows for the chunked loss: `w * sum_r l_r` and its gradient with respect to
 /// the block's logits, `G = w (softmax over the kept columns - T)`.
-fn block_value_and_grad(logits: &Tensor, rt: &RowTargets, w: f64) -> (Tensor, Tensor) {
-    let kept = match &rt.removed {
+fn block_value_and_grad(
+    logits: &Tensor,
+    target: &Tensor,
+    removed: Option<&Tensor>,
+    w: f64,
+) -> (Tensor, Tensor) {
+    let kept = match removed {
         Some(m) => logits.masked_fill(m, f64::NEG_INFINITY),
         None => logits.shallow_clone(),
     };
     let lse = kept.logsumexp([1], true);
-    let target_term = (logits * &rt.target).sum_dim_intlist(1, false, None);
+    // Sum of T * L, never T * log p: masked entries have T = 0 and a finite L, so no 0 * inf.
+    let target_term = (logits * target).sum_dim_intlist(1, false, None);
     let value = (lse.squeeze_dim(1) - target_term).sum(None) * w;
-    let grad = ((kept - lse).exp() - &rt.target) * w;
+    let grad = ((kept - lse).exp() - target) * w;
     (value, grad)
 }
 
@@ -326,10 +344,11 @@ fn chunked(
         while r0 < f.n {
             let c = chunk.min(f.n - r0);
             let rt = table.rows(r0, c);
+            let target = rt.target(r0, c, f.n, opts);
             if w_it > 0.0 {
                 let x_r = xd.narrow(0, r0, c);
                 let logits = x_r.matmul(&yd.tr()) * &s;
-                let (v, g) = block_value_and_grad(&logits, &rt, w_it);
+                let (v, g) = block_value_and_grad(&logits, &target, rt.removed.as_ref(), w_it);
                 value += v;
                 g_scale += (&g * &logits).sum(None);
                 let mut gx_r = gx.narrow(0, r0, c);
@@ -339,7 +358,7 @@ fn chunked(
             if w_ti > 0.0 {
                 let y_r = yd.narrow(0, r0, c);
                 let logits = y_r.matmul(&xd.tr()) * &s;
-                let (v, g) = block_value_and_grad(&logits, &rt, w_ti);
+                let (v, g) = block_value_and_grad(&logits, &target, rt.removed.as_ref(), w_ti);
                 value += v;
                 g_scale += (&g * &logits).sum(None);
                 let mut gy_r = gy.narrow(0, r0, c);
