@@ -3,7 +3,7 @@
 //!
 //! - `phantom-cpu`: ResNet-18 at width 16 on 64 px and BERT with 2 layers of 128 on 48 tokens,
 //!   batch 64;
-//! - the MIMIC presets (GPU runs, measured here at batch 4 so the suite stays short):
+//! - the MIMIC presets (GPU runs, measured here at batch 2 so the suite stays short):
 //!   ResNet-50 and ViT-B/16 at 224 px, BERT-base at 128 tokens.
 //!
 //! `cargo xtask bench models`; numbers in docs/benchmarks.md.
@@ -90,19 +90,19 @@ fn encoders(c: &mut Criterion) {
     text(c, "phantom_bert_l2_h128_b64_t48", bert_l2_h128, 64, 48);
     image(
         c,
-        "mimic_resnet50_b4_224px",
+        "mimic_resnet50_b2_224px",
         ImageEncoderConfig::Resnet(ResNetConfig::resnet50()),
-        4,
+        2,
         224,
     );
     image(
         c,
-        "mimic_vit_b16_b4_224px",
+        "mimic_vit_b16_b2_224px",
         ImageEncoderConfig::Vit(VitConfig::base()),
-        4,
+        2,
         224,
     );
-    text(c, "mimic_bert_base_b4_t128", BertConfig::base(), 4, 128);
+    text(c, "mimic_bert_base_b2_t128", BertConfig::base(), 2, 128);
 }
 
 criterion_group!(benches, encoders);

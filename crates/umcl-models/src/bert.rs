@@ -295,15 +295,22 @@ impl SelfAttention {
         let q = split(self.query.forward(xs));
         let k = split(self.key.forward(xs));
         let v = split(self.value.forward(xs));
-        let scores = q.matmul(&k.transpose(-1, -2)) / (d as f64).sqrt() + mask_bias;
-        let probs = scores
-            .softmax(-1, scores.kind())
-            .dropout(self.attn_dropout, train);
-        let ctx = probs
-            .matmul(&v)
-            .transpose(1, 2)
-            .contiguous()
-            .view([b, n, h]);
+        // softmax(q k^T / sqrt(d) + mask_bias) v, with dropout on the probabilities when
+        // training, in ATen's fused kernel.
+        let dropout = if train { self.attn_dropout } else { 0.0 };
+        let ctx = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(mask_bias),
+            dropout,
+            false,
+            None,
+            false,
+        )
+        .transpose(1, 2)
+        .contiguous()
+        .view([b, n, h]);
         let out = self.output.forward(&ctx).dropout(self.dropout, train);
         self.norm.forward(&(out + xs))
     }

@@ -215,6 +215,7 @@ pub fn hf_vit_to_timm(tensors: NamedTensors) -> Result<(NamedTensors, Vec<String
             }
         }
     }
+    dropped.sort();
     Ok((out, dropped))
 }
 
@@ -234,8 +235,18 @@ impl Attention {
             .reshape([b, n, 3, self.heads, d])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let attn = (q.matmul(&k.transpose(-2, -1)) / (d as f64).sqrt()).softmax(-1, xs.kind());
-        let ys = attn.matmul(&v).transpose(1, 2).reshape([b, n, c]);
+        let ys = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        )
+        .transpose(1, 2)
+        .reshape([b, n, c]);
         self.proj.forward(&ys)
     }
 }
