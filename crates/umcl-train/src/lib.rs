@@ -1,5 +1,24 @@
 //! Training and evaluation for umcl: the trainer, checkpoints and resume, and the
 //! zero-shot, retrieval and linear-probe evaluations (see `docs/architecture.md`).
+//!
+//! - [`config`]: the TOML run configuration, presets, `--set` overrides and validation.
+//! - [`trainer`]: the loop ([`trainer::train`]).
+//! - [`optim`]: AdamW over owned tensors and the warm-up + cosine schedule.
+//! - [`checkpoint`]: atomic checkpoints and exact resume.
+//! - [`embed`], [`evaluate`]: embeddings of sample sets, zero-shot, retrieval, linear probe.
+//! - [`metrics`], [`plots`], [`report`]: scores, PNG plots, the run's summary.
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod config;
+pub mod embed;
+pub mod error;
+pub mod evaluate;
+pub mod optim;
+pub mod report;
+pub mod trainer;
+
+pub use error::TrainError;
 
 pub mod metrics;
 pub mod plots;

