@@ -107,11 +107,14 @@ fn side_by_side(files: &[PathBuf]) {
     for threads in [1usize, 2] {
         let p = pool(threads);
         p.install(|| run_all(&files[..20.min(files.len())], threads)); // warm-up
+        let images = (files.len() * passes) as f64;
+        let cpu0 = cpu_seconds();
         let t0 = Instant::now();
         for _ in 0..passes {
             p.install(|| run_all(files, threads));
         }
-        let ours = (files.len() * passes) as f64 / t0.elapsed().as_secs_f64();
+        let ours = images / t0.elapsed().as_secs_f64();
+        let ours_cpu = cpu_seconds().zip(cpu0).map(|(b, a)| (b.0 - a.0) / images);
         let mut best: Option<(String, f64)> = None;
         for variant in ["pil", "tensor"] {
             let out = std::process::Command::new(&python)
@@ -131,6 +134,14 @@ fn side_by_side(files: &[PathBuf]) {
                 continue;
             };
             println!("reference {variant:6} threads={threads}: {rate:8.1} images/s");
+            // CPU time per image of the timed loops, when the script reports it (1 worker).
+            if let (Some(theirs), Some(ours)) = (parse_field(&text, "cpu_ms_per_image"), ours_cpu) {
+                println!(
+                    "  CPU per image: reference {theirs:.3} ms, umcl {:.3} ms: {:.2}x",
+                    ours * 1e3,
+                    theirs / (ours * 1e3)
+                );
+            }
             if best.as_ref().is_none_or(|(_, r)| rate > *r) {
                 best = Some((variant.to_string(), rate));
             }
@@ -146,11 +157,31 @@ fn side_by_side(files: &[PathBuf]) {
 }
 
 fn parse_rate(json_line: &str) -> Option<f64> {
-    let key = "\"images_per_s\": ";
-    let start = json_line.find(key)? + key.len();
+    parse_field(json_line, "images_per_s")
+}
+
+/// A number field of the script's one-line JSON output (`None` when absent or null).
+fn parse_field(json_line: &str, name: &str) -> Option<f64> {
+    let key = format!("\"{name}\": ");
+    let start = json_line.find(&key)? + key.len();
     let rest = &json_line[start..];
     let end = rest.find(['}', ','])?;
     rest[..end].trim().parse().ok()
+}
+
+/// CPU seconds used so far by this process and by its waited-for children (user + system),
+/// from `/proc/self/stat` (Linux; clock ticks taken as 1/100 s). `None` elsewhere. On a busy
+/// machine wall-clock rates depend on what else runs; CPU time per image much less so.
+fn cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.len() == 4).then(|| ((f[0] + f[1]) / 100.0, (f[2] + f[3]) / 100.0))
 }
 
 criterion_group!(benches, bench);

@@ -102,11 +102,13 @@ fn bench(c: &mut Criterion) {
     // Side by side, in one run: the ratio the target is stated in.
     let reps = 3;
     single_thread(&files[..16.min(files.len())], &cfg);
+    let cpu0 = cpu_seconds();
     let t = Instant::now();
     for _ in 0..reps {
         single_thread(&files, &cfg);
     }
     let single = (reps * files.len()) as f64 / t.elapsed().as_secs_f64();
+    let cpu1 = cpu_seconds();
     let t = Instant::now();
     let mut n = 0;
     let mut waited = 0.0;
@@ -118,7 +120,19 @@ fn bench(c: &mut Criterion) {
         waited += epoch.stats().waited.as_secs_f64();
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu2 = cpu_seconds();
     let rate = n as f64 / secs;
+    if let (Some(a), Some(b), Some(c)) = (cpu0, cpu1, cpu2) {
+        let per_single = (b.0 - a.0) / (reps * files.len()) as f64;
+        let per_loader = (c.0 - b.0) / n as f64;
+        println!(
+            "CPU per image: pipeline {:.3} ms, loader {:.3} ms: with {THREADS} idle cores the \
+             loader would reach {:.2} x ({THREADS} x single thread)",
+            per_single * 1e3,
+            per_loader * 1e3,
+            per_single / per_loader
+        );
+    }
     println!("pipeline, 1 thread:           {single:8.1} images/s");
     println!("loader, {THREADS} threads, idle consumer: {rate:8.1} images/s (consumer waited {:.0}% of the time)", 100.0 * waited / secs);
     println!(
@@ -126,6 +140,21 @@ fn bench(c: &mut Criterion) {
         rate / (THREADS as f64 * single)
     );
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// CPU seconds used so far by this process and by its waited-for children (user + system),
+/// from `/proc/self/stat` (Linux; clock ticks taken as 1/100 s). `None` elsewhere. On a busy
+/// machine wall-clock rates depend on what else runs; CPU time per image much less so.
+fn cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.len() == 4).then(|| ((f[0] + f[1]) / 100.0, (f[2] + f[3]) / 100.0))
 }
 
 criterion_group!(benches, bench);
