@@ -222,6 +222,8 @@ pub fn import_tensors(
         .cloned()
         .collect();
     report.unexpected.sort();
+    report.mismatched.sort_by(|a, b| a.name.cmp(&b.name));
+    report.converted.sort_by(|a, b| a.0.cmp(&b.0));
     report.ignored.sort();
     if !allow_partial && !report.is_complete() {
         return Err(ModelError::Import {
