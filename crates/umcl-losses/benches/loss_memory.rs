@@ -22,7 +22,7 @@ fn vm_hwm_kib() -> u64 {
 }
 
 fn child(n: i64, name: &str) {
-    tch::set_num_threads(2);
+    tch::set_num_threads(1);
     let (_, cfg) = common::variants()
         .into_iter()
         .find(|(v, _)| *v == name)

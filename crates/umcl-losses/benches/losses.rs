@@ -1,6 +1,10 @@
 //! Forward + backward time of each loss at B = 256, 1024, 4096 (D = 512, fp32), dense and
-//! chunked, on the CPU with 2 intra-op threads (and on CUDA when the loaded libtorch has it,
+//! chunked, on the CPU with one intra-op thread (and on CUDA when the loaded libtorch has it,
 //! device chosen by `UMCL_BENCH_DEVICE=cuda`). `cargo bench -p umcl-losses --bench losses`.
+//!
+//! One thread: on the shared 2-core box other builds keep the load at 5-7, and two OpenMP
+//! threads that wait for each other there made every pass 10-100x slower and the spread
+//! wider than the differences measured. `UMCL_BENCH_THREADS=n` overrides.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
@@ -16,7 +20,11 @@ fn device() -> Device {
 }
 
 fn losses(c: &mut Criterion) {
-    tch::set_num_threads(2);
+    let threads = std::env::var("UMCL_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    tch::set_num_threads(threads);
     let dev = device();
     for n in [256i64, 1024, 4096] {
         let mut group = c.benchmark_group(format!("loss_fwd_bwd/B{n}"));
