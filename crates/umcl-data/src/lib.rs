@@ -9,11 +9,11 @@
 pub mod augment;
 pub mod error;
 pub mod images;
+pub mod labeler;
+pub mod loader;
 pub mod manifest;
 pub mod phantom;
 pub mod sample;
-pub mod labeler;
-pub mod loader;
 pub mod schema;
 pub mod sources;
 pub mod split;

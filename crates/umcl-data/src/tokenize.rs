@@ -83,7 +83,8 @@ impl Tokenizer {
             path: path.to_path_buf(),
             message,
         };
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
+        let mut inner =
+            tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
         let pad_id = inner
             .get_padding()
             .map(|p| p.pad_id as i64)
@@ -143,13 +144,13 @@ impl Tokenizer {
     ) -> Result<EncodedBatch, TokenizeError> {
         let mut rows = Vec::with_capacity(texts.len());
         for (index, text) in texts.iter().enumerate() {
-            let enc = self
-                .inner
-                .encode(text.as_ref(), true)
-                .map_err(|e| TokenizeError::Encode {
-                    index,
-                    message: e.to_string(),
-                })?;
+            let enc =
+                self.inner
+                    .encode(text.as_ref(), true)
+                    .map_err(|e| TokenizeError::Encode {
+                        index,
+                        message: e.to_string(),
+                    })?;
             rows.push(
                 enc.get_ids()
                     .iter()
@@ -187,7 +188,10 @@ mod tests {
         if p.exists() {
             Some(p)
         } else {
-            eprintln!("skipping: {} absent (run `cargo xtask minilm`)", p.display());
+            eprintln!(
+                "skipping: {} absent (run `cargo xtask minilm`)",
+                p.display()
+            );
             None
         }
     }
@@ -197,7 +201,10 @@ mod tests {
         let err = Tokenizer::from_file("/nonexistent/tokenizer.json", 16)
             .err()
             .unwrap();
-        assert!(err.to_string().contains("/nonexistent/tokenizer.json"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/tokenizer.json"),
+            "{err}"
+        );
     }
 
     #[test]

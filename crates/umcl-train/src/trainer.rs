@@ -197,7 +197,16 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 total,
                 cfg.optim.min_lr_ratio,
             );
-            let out = step_losses(&mut setup, &b)?;
+            let out = {
+                // bf16 autocast on CUDA; the losses compute in fp32 whatever their inputs.
+                let _autocast = match setup.device {
+                    Device::Cuda(_) if cfg.run.bf16 => {
+                        Some(backend::autocast(setup.device, Kind::BFloat16)?)
+                    }
+                    _ => None,
+                };
+                step_losses(&mut setup, &b)?
+            };
             kill_hook(state.step);
             let loss_value = out.total;
             if !loss_value.is_finite() {
@@ -273,6 +282,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                     cfg.eval.max_samples,
                 )?;
                 metrics.write(&val.record(state.step))?;
+                tracing::info!(step = state.step, mean_auc = ?val.mean_auc, "validation");
                 if let Some(auc) = val.mean_auc {
                     if state.best.is_none_or(|(b, _)| auc > b) {
                         state.best = Some((auc, state.step));
@@ -282,6 +292,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             }
             if ckpt_now || improved {
                 let path = checkpoints.save(&setup.model, &optimizer, &state)?;
+                tracing::info!(step = state.step, path = %path.display(), best = improved, "checkpoint");
                 if improved {
                     checkpoints.mark_best(&path)?;
                 }

@@ -79,6 +79,15 @@ impl BackendArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Log lines (checkpoints, validation) on stderr: UMCL_LOG=info (or debug for every metrics
+    // line); warnings only by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("UMCL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
