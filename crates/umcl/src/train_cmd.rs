@@ -140,16 +140,7 @@ pub struct EvalArgs {
 
 /// Runs `umcl eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    let backend = backend::init(&BackendConfig {
-        device: args.device,
-        threads: None,
-    })?;
-    let trained = evaluate::load_trained(&args.checkpoint, backend.device)?;
-    let classes = if args.classes.is_empty() {
-        trained.classes.clone()
-    } else {
-        args.classes.clone()
-    };
+    let (backend, trained, classes) = load_trained(&args.checkpoint, args.device, &args.classes)?;
     let (json, markdown, roc) = match args.task {
         Task::Zeroshot => {
             let r = evaluate::zero_shot_manifest(
@@ -246,16 +237,7 @@ pub struct ClassifyArgs {
 
 /// Runs `umcl classify`.
 pub fn classify(args: &ClassifyArgs) -> Result<()> {
-    let backend = backend::init(&BackendConfig {
-        device: args.device,
-        threads: None,
-    })?;
-    let trained = evaluate::load_trained(&args.checkpoint, backend.device)?;
-    let classes = if args.classes.is_empty() {
-        trained.classes.clone()
-    } else {
-        args.classes.clone()
-    };
+    let (backend, trained, classes) = load_trained(&args.checkpoint, args.device, &args.classes)?;
     let use_learned =
         !args.handwritten && trained.model.prompt().is_some() && args.classes.is_empty();
     let ranked = umcl_train::evaluate::classify_images(
@@ -272,6 +254,25 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts the backend and loads a trained model; `classes` defaults to the run's eval classes.
+fn load_trained(
+    checkpoint: &Path,
+    device: DeviceRequest,
+    classes: &[String],
+) -> Result<(backend::Backend, evaluate::Trained, Vec<String>)> {
+    let backend = backend::init(&BackendConfig {
+        device,
+        threads: None,
+    })?;
+    let trained = evaluate::load_trained(checkpoint, backend.device)?;
+    let classes = if classes.is_empty() {
+        trained.classes.clone()
+    } else {
+        classes.to_vec()
+    };
+    Ok((backend, trained, classes))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
