@@ -127,7 +127,7 @@ struct SplitArgs {
     /// The seed of the patient order
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Fractions of patients: TRAIN,VAL[,TEST]
+    /// Fractions of patients: `TRAIN,VAL[,TEST]`
     #[arg(long, default_value = "0.8,0.1,0.1")]
     fractions: String,
     /// Where to write the split [default: next to the manifest, STEM.splits.json]
