@@ -109,11 +109,18 @@ pub fn validation(
     let scores = to_array(&emb.image.matmul(&classes.tr()))?;
     let codes = to_array(&emb.labels.to_kind(Kind::Float))?;
     let mut class_auc = Vec::with_capacity(class_index.len());
+    // As in the losses, a labelled sample's unmentioned findings count as absent (datasets such
+    // as the COVID collection name only the finding that is present); uncertain ones are left out.
+    let labelled: Vec<bool> = codes
+        .rows()
+        .into_iter()
+        .map(|row| row.iter().any(|&c| c == 1.0 || c == 0.0))
+        .collect();
     for (c, &k) in class_index.iter().enumerate() {
         let (mut s, mut y) = (Vec::new(), Vec::new());
         for r in 0..scores.nrows() {
             let code = codes[[r, k]];
-            if code == 1.0 || code == 0.0 {
+            if code == 1.0 || code == 0.0 || (code == -2.0 && labelled[r]) {
                 s.push(f64::from(scores[[r, c]]));
                 y.push(code == 1.0);
             }

@@ -552,8 +552,16 @@ fn prompt_term(
     )
     .to_device(device);
     let codes = b.labels.index_select(1, &idx);
+    // A labelled sample's unmentioned findings count as absent, as in the losses; uncertain
+    // ones are left out.
+    let all = &b.labels;
+    let labelled = all.eq(1).logical_or(&all.eq(0)).any_dim(1, true);
     let target = codes.eq(1).to_kind(Kind::Float);
-    let known = codes.eq(1).logical_or(&codes.eq(0)).to_kind(Kind::Float);
+    let known = codes
+        .eq(1)
+        .logical_or(&codes.eq(0))
+        .logical_or(&codes.eq(-2).logical_and(&labelled))
+        .to_kind(Kind::Float);
     let c = normalize(classes);
     let mut total = Tensor::zeros([], (Kind::Float, device));
     let mut count = Tensor::zeros([], (Kind::Float, device));

@@ -113,7 +113,7 @@ pub enum Task {
 }
 
 /// Arguments of `umcl eval`.
-#[derive(Args)]
+#[derive(Args, Clone)]
 #[command(
     after_help = "Example:\n  umcl eval --checkpoint runs/phantom-cpu --manifest data/phantom/eval-5x200.jsonl --task zeroshot"
 )]
@@ -130,6 +130,11 @@ pub struct EvalArgs {
     /// Class keys (comma-separated) [default: the run's eval classes].
     #[arg(long, value_delimiter = ',')]
     classes: Vec<String>,
+    /// Evaluate one part of the manifest's patient split (STEM.splits.json, written by
+    /// `umcl data split` or by training): train, val or test. The part is written as
+    /// STEM.PART.jsonl next to the manifest.
+    #[arg(long, value_parser = ["train", "val", "test"])]
+    part: Option<String>,
     /// Where to write results.json, results.md and ROC plots [default: print only].
     #[arg(long)]
     output: Option<PathBuf>,
@@ -141,6 +146,14 @@ pub struct EvalArgs {
 /// Runs `umcl eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let (backend, trained, classes) = load_trained(&args.checkpoint, args.device, &args.classes)?;
+    let manifest = match &args.part {
+        Some(part) => split_part(&args.manifest, part)?,
+        None => args.manifest.clone(),
+    };
+    let args = &EvalArgs {
+        manifest,
+        ..args.clone()
+    };
     let (json, markdown, roc) = match args.task {
         Task::Zeroshot => {
             let r = evaluate::zero_shot_manifest(
@@ -254,6 +267,37 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes the samples of one part of `manifest`'s patient split to `STEM.PART.jsonl`.
+fn split_part(manifest: &Path, part: &str) -> Result<PathBuf> {
+    use umcl_data::manifest::{sibling_path, write_manifest, Manifest};
+    use umcl_data::split::Split;
+    let split_path = sibling_path(manifest, ".splits.json");
+    if !split_path.exists() {
+        bail!(
+            "{}: no split file; make one with `umcl data split {}` (training makes one too)",
+            split_path.display(),
+            manifest.display()
+        );
+    }
+    let split = Split::read(&split_path)?;
+    let m = Manifest::read(manifest)?;
+    let schema = umcl_data::schema::Schema::chest_xray();
+    m.header.check_schema(&schema, manifest)?;
+    let lookup = split.lookup();
+    let samples: Vec<_> = m
+        .samples
+        .into_iter()
+        .filter(|s| lookup.get(s.id.as_str()).is_some_and(|p| p.name() == part))
+        .collect();
+    if samples.is_empty() {
+        bail!("{}: the {part} part is empty", split_path.display());
+    }
+    let out = sibling_path(manifest, &format!(".{part}.jsonl"));
+    write_manifest(&out, &schema, &samples)?;
+    eprintln!("{part} part: {} samples ({})", samples.len(), out.display());
+    Ok(out)
 }
 
 /// Starts the backend and loads a trained model; `classes` defaults to the run's eval classes.

@@ -178,6 +178,42 @@ fn a_run_killed_mid_step_and_resumed_ends_bitwise_identical() {
         .unwrap());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Learned prompts"));
     assert!(dir.path().join("eval/results.json").exists());
+    // Retrieval on the validation part of the patient split that training wrote.
+    let out = ok(umcl()
+        .args([
+            "eval",
+            "--task",
+            "retrieval",
+            "--part",
+            "val",
+            "--checkpoint",
+        ])
+        .arg(dir.path().join("runs/full"))
+        .arg("--manifest")
+        .arg(dir.path().join("phantom/manifest.jsonl"))
+        .output()
+        .unwrap());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("R@1"));
+    assert!(dir.path().join("phantom/manifest.val.jsonl").exists());
+    let out = umcl()
+        .args([
+            "eval",
+            "--task",
+            "retrieval",
+            "--part",
+            "test",
+            "--checkpoint",
+        ])
+        .arg(dir.path().join("runs/full"))
+        .arg("--manifest")
+        .arg(dir.path().join("phantom/manifest.jsonl"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("test part is empty"),
+        "{err}"
+    );
     let out = ok(umcl()
         .args(["classify", "--top-k", "2", "--checkpoint"])
         .arg(dir.path().join("runs/full"))
