@@ -55,6 +55,40 @@ fn to_array(t: &Tensor) -> Result<Array2<f32>, TrainError> {
     Array2::from_shape_vec((rows, cols), data).map_err(|e| TrainError::Eval(e.to_string()))
 }
 
+/// Schema indices of class keys; an unknown key is an error naming it.
+pub fn class_indices(schema: &Schema, classes: &[String]) -> Result<Vec<usize>, TrainError> {
+    classes
+        .iter()
+        .map(|k| {
+            schema
+                .index_of(k)
+                .ok_or_else(|| TrainError::Eval(format!("unknown class `{k}`")))
+        })
+        .collect()
+}
+
+/// The samples with an image and exactly one positive among the classes at `index`, and the
+/// position of that class in `index` for each: the multi-class tasks' samples and truth.
+fn single_positive(samples: Vec<Sample>, index: &[usize]) -> (Vec<Sample>, Vec<usize>) {
+    let mut chosen = Vec::new();
+    let mut truth = Vec::new();
+    for s in samples {
+        if s.image.is_none() {
+            continue;
+        }
+        let mut positives = index
+            .iter()
+            .enumerate()
+            .filter(|(_, &k)| s.labels.get(k) == Some(&LabelState::Positive))
+            .map(|(c, _)| c);
+        if let (Some(only), None) = (positives.next(), positives.next()) {
+            truth.push(only);
+            chosen.push(s);
+        }
+    }
+    (chosen, truth)
+}
+
 fn metric_err(e: metrics::MetricsError) -> TrainError {
     TrainError::Eval(e.to_string())
 }
@@ -204,32 +238,9 @@ pub fn zero_shot_manifest(
     let schema = Schema::chest_xray();
     let m = Manifest::read(manifest)?;
     m.header.check_schema(&schema, manifest)?;
-    let index: Vec<usize> = classes
-        .iter()
-        .map(|k| {
-            schema
-                .index_of(k)
-                .ok_or_else(|| TrainError::Eval(format!("unknown class `{k}`")))
-        })
-        .collect::<Result<_, _>>()?;
+    let index = class_indices(&schema, classes)?;
     let total = m.samples.len();
-    let mut truth = Vec::new();
-    let mut chosen = Vec::new();
-    for s in m.samples {
-        if s.image.is_none() {
-            continue;
-        }
-        let positives: Vec<usize> = index
-            .iter()
-            .enumerate()
-            .filter(|(_, &k)| s.labels.get(k) == Some(&LabelState::Positive))
-            .map(|(c, _)| c)
-            .collect();
-        if let [only] = positives[..] {
-            truth.push(only);
-            chosen.push(s);
-        }
-    }
+    let (chosen, truth) = single_positive(m.samples, &index);
     if chosen.is_empty() {
         return Err(TrainError::Eval(format!(
             "{}: no image has exactly one positive among {}",
@@ -335,20 +346,7 @@ pub fn image_features_with_class(
     loader_cfg: &LoaderConfig,
     device: Device,
 ) -> Result<(Array2<f32>, Vec<usize>), TrainError> {
-    let mut truth = Vec::new();
-    let mut chosen = Vec::new();
-    for s in samples {
-        let pos: Vec<usize> = index
-            .iter()
-            .enumerate()
-            .filter(|(_, &k)| s.labels.get(k) == Some(&LabelState::Positive))
-            .map(|(c, _)| c)
-            .collect();
-        if s.image.is_some() && pos.len() == 1 {
-            truth.push(pos[0]);
-            chosen.push(s);
-        }
-    }
+    let (chosen, truth) = single_positive(samples, index);
     if chosen.is_empty() {
         return Err(TrainError::Eval(
             "no sample has exactly one positive class".into(),
@@ -441,14 +439,7 @@ pub fn linear_probe_manifest(
 ) -> Result<Vec<metrics::ProbeResult>, TrainError> {
     let schema = Schema::chest_xray();
     let m = Manifest::read(manifest)?;
-    let index: Vec<usize> = classes
-        .iter()
-        .map(|k| {
-            schema
-                .index_of(k)
-                .ok_or_else(|| TrainError::Eval(format!("unknown class `{k}`")))
-        })
-        .collect::<Result<_, _>>()?;
+    let index = class_indices(&schema, classes)?;
     let split = umcl_data::split::Split::new(
         &m.samples,
         umcl_data::split::SplitSpec::new(0, [0.7, 0.0, 0.3])?,

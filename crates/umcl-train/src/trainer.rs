@@ -33,7 +33,7 @@ use umcl_data::augment::Augment;
 use umcl_data::loader::{Loader, LoaderConfig};
 use umcl_data::manifest::{sibling_path, Manifest};
 use umcl_data::sample::Sample;
-use umcl_data::schema::{LabelState, Schema};
+use umcl_data::schema::Schema;
 use umcl_data::split::{Part, Split, SplitSpec};
 use umcl_data::synth::Synthesizer;
 use umcl_data::tokenize::{Padding, Tokenizer};
@@ -713,16 +713,7 @@ impl Setup {
         let mut dual = DualConfig::new(image, text);
         dual.embed_dim = cfg.model.embed_dim;
         dual.tokenizer = Some(tokenizer_path.clone());
-        let class_index: Vec<usize> = cfg
-            .eval
-            .classes
-            .iter()
-            .map(|k| {
-                schema
-                    .index_of(k)
-                    .ok_or_else(|| TrainError::Eval(format!("unknown class `{k}`")))
-            })
-            .collect::<Result<_, _>>()?;
+        let class_index = evaluate::class_indices(&schema, &cfg.eval.classes)?;
         if cfg.model.prompt_ctx > 0 {
             let templates = umcl_data::synth::PromptTemplates::builtin();
             dual.classes = cfg
@@ -925,19 +916,5 @@ impl MetricsLog {
 
 /// Writes through a temporary file in the same directory, then renames.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
-}
-
-/// The label states of the eval classes for one sample (helper for reports).
-pub fn class_states(sample: &Sample, class_index: &[usize]) -> Vec<LabelState> {
-    class_index
-        .iter()
-        .map(|&i| sample.labels.get(i).copied().unwrap_or_default())
-        .collect()
+    Ok(umcl_data::manifest::write_file_atomic(path, bytes)?)
 }
