@@ -15,7 +15,7 @@ use std::env;
 use std::fs;
 use std::path::PathBuf;
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=UMCL_NO_RPATH");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(libtorch) = env::var_os("LIBTORCH").map(PathBuf::from) else {
