@@ -13,6 +13,8 @@
 
 use std::ffi::{c_char, CStr};
 
+pub mod fused;
+
 mod ffi {
     use std::ffi::c_char;
 
