@@ -13,6 +13,7 @@
 
 use std::ffi::{c_char, CStr};
 
+pub mod dist;
 pub mod fused;
 
 mod ffi {
