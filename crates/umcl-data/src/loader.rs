@@ -271,6 +271,36 @@ impl Loader {
             chunks.pop();
         }
         chunks.drain(..first.min(chunks.len()));
+        self.spawn(chunks, epoch)
+    }
+
+    /// Part `rank` of `world` of every batch of `epoch`, from batch `first` on: each batch of
+    /// [`Loader::epoch_from`] is cut into `world` contiguous parts (of equal size when
+    /// `batch_size` is a multiple of `world`), and this loader yields part `rank`. The ranks of
+    /// a data-parallel run together load exactly the batches one process would, each sample
+    /// once and with the same augmentation (which depends on the sample, not on the rank).
+    pub fn epoch_shard(&self, epoch: u64, first: usize, rank: usize, world: usize) -> Epoch {
+        let cfg = &self.shared.cfg;
+        let world = world.max(1);
+        let order = self.order(epoch);
+        let mut chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).collect();
+        if cfg.drop_last && chunks.last().is_some_and(|c| c.len() < cfg.batch_size) {
+            chunks.pop();
+        }
+        let parts: Vec<Vec<usize>> = chunks
+            .into_iter()
+            .skip(first)
+            .map(|c| {
+                let hi = ((rank + 1) * c.len() / world).min(c.len());
+                c[(rank * c.len() / world).min(hi)..hi].to_vec()
+            })
+            .collect();
+        self.spawn(parts, epoch)
+    }
+
+    /// Builds `chunks` (one batch each) on a background thread, up to `prefetch` ahead.
+    fn spawn(&self, chunks: Vec<Vec<usize>>, epoch: u64) -> Epoch {
+        let cfg = &self.shared.cfg;
         let (tx, rx) = bounded(cfg.prefetch.max(1) - 1);
         let shared = Arc::clone(&self.shared);
         let handle = std::thread::Builder::new()

@@ -288,3 +288,40 @@ fn dropping_an_epoch_early_stops_its_thread() {
     drop(epoch); // must return: the producer sees the closed channel and ends
     assert_eq!(collect(&loader, 1).len(), 20);
 }
+
+#[test]
+fn shards_of_an_epoch_are_disjoint_and_make_up_the_unsharded_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(4, 1);
+    cfg.drop_last = true;
+    cfg.augment = Some(Augment::default());
+    let loader = Loader::new(samples(dir.path(), 11), None, cfg).unwrap();
+    for first in [0, 1] {
+        let whole: Vec<Batch> = loader.epoch_from(3, first).map(|b| b.unwrap()).collect();
+        let parts: Vec<Vec<Batch>> = (0..2)
+            .map(|rank| {
+                loader
+                    .epoch_shard(3, first, rank, 2)
+                    .map(|b| b.unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(whole.len(), 2 - first);
+        for (k, batch) in whole.iter().enumerate() {
+            let (a, b) = (&parts[0][k], &parts[1][k]);
+            assert_eq!((a.len(), b.len()), (2, 2));
+            let joined: Vec<usize> = a.indices.iter().chain(&b.indices).copied().collect();
+            assert_eq!(joined, batch.indices, "batch {k} from {first}");
+            // The same pixels (augmentation included) as in the unsharded batch.
+            let rows = batch.images.outer_iter().collect::<Vec<_>>();
+            for (row, img) in a
+                .images
+                .outer_iter()
+                .chain(b.images.outer_iter())
+                .enumerate()
+            {
+                assert_eq!(img, rows[row], "batch {k} row {row}");
+            }
+        }
+    }
+}
