@@ -57,4 +57,14 @@ char* umcl_ext_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads,
   });
 }
 
+// Sets the gradients of n leaf tensors to undefined (torch's `zero_grad(set_to_none=True)`):
+// no kernel runs, and the next backward pass writes fresh gradients instead of adding.
+char* umcl_ext_clear_grads(at::Tensor* const* tensors, size_t n) {
+  return umcl_ext::guarded([&] {
+    for (at::Tensor& t : gather(tensors, n)) {
+      t.mutable_grad().reset();
+    }
+  });
+}
+
 }  // extern "C"

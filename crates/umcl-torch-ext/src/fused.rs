@@ -54,6 +54,7 @@ mod ffi {
             eps: f64,
             maximize: bool,
         ) -> *mut c_char;
+        pub fn umcl_ext_clear_grads(tensors: *const *const c_void, n: usize) -> *mut c_char;
     }
 }
 
@@ -165,6 +166,20 @@ pub fn fused_adamw(
     unsafe { check(CONTEXT, message) }
 }
 
+/// Sets the gradient of every tensor to undefined, as `zero_grad(set_to_none=True)` does in
+/// torch: no kernel runs, and the next backward pass stores fresh gradients instead of adding
+/// into zeroed ones.
+pub fn clear_grads(tensors: &[&Tensor]) -> Result<(), ExtError> {
+    let ptrs: Vec<*const c_void> = tensors
+        .iter()
+        .map(|t| t.as_ptr() as *const c_void)
+        .collect();
+    // SAFETY: live `at::Tensor*` handles borrowed for the call; `ptrs` holds `len` entries.
+    let message = unsafe { ffi::umcl_ext_clear_grads(ptrs.as_ptr(), ptrs.len()) };
+    // SAFETY: `message` is NULL or an owned message from the bridge.
+    unsafe { check("clear_grads", message) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +258,18 @@ mod tests {
             .map(|i| max_abs_diff(&fused_w[i], &plain_w[i].zeros_like()))
             .collect();
         assert!(moved.iter().all(|d| *d > 0.0), "{moved:?}");
+    }
+
+    #[test]
+    fn cleared_gradients_are_undefined_and_refilled_by_backward() {
+        let w = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        (&w * 3.0).sum(Kind::Float).backward();
+        assert!(w.grad().defined());
+        clear_grads(&[&w]).unwrap();
+        assert!(!w.grad().defined());
+        // A fresh gradient, not 3 + 2 accumulated into the old one.
+        (&w * 2.0).sum(Kind::Float).backward();
+        assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [2.0, 2.0]);
     }
 
     #[test]

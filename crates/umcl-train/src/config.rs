@@ -303,6 +303,9 @@ pub struct OptimConfig {
     pub lr_heads: f64,
     /// Learning-rate factor of the prompt vectors. Default 1.0.
     pub lr_prompts: f64,
+    /// Run AdamW as one fused libtorch kernel per parameter bucket (`_fused_adamw_`); false
+    /// selects the per-tensor update (same formula, fp32 rounding differs). Default true.
+    pub fused: bool,
 }
 
 impl Default for OptimConfig {
@@ -320,6 +323,7 @@ impl Default for OptimConfig {
             lr_text: 1.0,
             lr_heads: 1.0,
             lr_prompts: 1.0,
+            fused: true,
         }
     }
 }

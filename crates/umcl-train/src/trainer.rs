@@ -810,7 +810,7 @@ fn make_optimizer(model: &DualEncoder, cfg: &TrainConfig) -> AdamW {
         (Group::Heads, cfg.optim.lr_heads),
         (Group::Prompts, cfg.optim.lr_prompts),
     ]);
-    AdamW::new(
+    let mut optimizer = AdamW::new(
         model.vs.variables().into_iter().collect(),
         AdamWConfig {
             beta1: cfg.optim.beta1,
@@ -819,7 +819,9 @@ fn make_optimizer(model: &DualEncoder, cfg: &TrainConfig) -> AdamW {
             weight_decay: cfg.optim.weight_decay,
             lr_scale,
         },
-    )
+    );
+    optimizer.set_fused(cfg.optim.fused);
+    optimizer
 }
 
 fn progress_bar(
