@@ -223,29 +223,48 @@ fn run_capturing(cmd: &mut Command) -> Result<Vec<String>> {
     Ok(kept)
 }
 
-/// The training-step comparison: `xtask/gpu/train_step.sh BUNDLE OUT` with the release `umcl`
-/// of this machine, on the CPU; it writes `*.tsv` rows under `target/bench/raw/`.
+/// The training-step comparison on this machine's CPU: B1's `xtask/gpu/train_step.sh BUNDLE
+/// OUT` run against a bundle-shaped folder `target/bench/train-step-bundle` (`bin/umcl` = the
+/// release build here, `reference/train_step.py`), as `run.sh` runs it on a GPU host; the
+/// script writes its `*.tsv` rows into `target/bench/raw/`.
 fn train_step(root: &Path) -> Result<()> {
     let script = root.join("xtask/gpu/train_step.sh");
-    if !script.exists() {
+    let reference = root.join("crates/umcl-train/benches/reference/train_step.py");
+    if !script.exists() || !reference.exists() {
         eprintln!(
-            "xtask: bench: {} is absent, skipping the training-step comparison",
-            script.display()
+            "xtask: bench: {} or {} is absent, skipping the training-step comparison",
+            script.display(),
+            reference.display()
         );
         return Ok(());
     }
     crate::status(crate::cargo(root).args(["build", "--release", "--package", "umcl"]))?;
+    let bundle = root.join("target/bench/train-step-bundle");
+    for sub in ["bin", "reference"] {
+        std::fs::create_dir_all(bundle.join(sub))?;
+    }
+    link(&root.join("target/release/umcl"), &bundle.join("bin/umcl"))?;
+    link(&reference, &bundle.join("reference/train_step.py"))?;
     let out = root.join("target/bench/raw");
     std::fs::create_dir_all(&out)?;
     crate::status(
         Command::new("bash")
             .arg(&script)
-            .arg(root.join("target/release"))
+            .arg(&bundle)
             .arg(&out)
             .current_dir(root)
             .env("DEVICE", "cpu")
             .env("PYTHON", root.join(".venv-ref/bin/python")),
     )
+}
+
+/// Points `link` at `target` (replacing what was there).
+fn link(target: &Path, link: &Path) -> Result<()> {
+    if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))
 }
 
 fn modified_since(path: &Path, since: SystemTime) -> bool {
