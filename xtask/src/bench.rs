@@ -154,13 +154,13 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         bail!("no bench group left to run");
     }
     crate::setup::ensure(root, false)?;
-    let started = SystemTime::now();
-    let mut printed = Vec::new();
+    let mut rows = Vec::new();
     for group in &selected {
         eprintln!("xtask: bench: group {}", group.name);
+        let started = SystemTime::now();
+        let mut printed = Vec::new();
         if group.name == "train-step" {
             train_step(root)?;
-            continue;
         }
         for (package, benches) in group.suites {
             if !package_has_benches(root, package)? {
@@ -174,10 +174,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             }
             printed.extend(run_capturing(&mut cmd)?);
         }
+        rows.extend(criterion_rows(root, started, group.name)?);
+        rows.extend(raw_rows(root, started)?);
+        rows.extend(image_rows(&printed));
     }
-    let mut rows = criterion_rows(root, started)?;
-    rows.extend(raw_rows(root, started)?);
-    rows.extend(image_rows(&printed));
     let command = std::iter::once("cargo xtask bench".to_string())
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
@@ -273,8 +273,8 @@ fn modified_since(path: &Path, since: SystemTime) -> bool {
         .is_ok_and(|t| t >= since)
 }
 
-/// Rows from criterion's estimates written since `since`.
-fn criterion_rows(root: &Path, since: SystemTime) -> Result<Vec<Row>> {
+/// Rows from criterion's estimates written since `since`, in bench group `group`.
+fn criterion_rows(root: &Path, since: SystemTime, group: &str) -> Result<Vec<Row>> {
     let base = root.join("target/criterion");
     let mut found = Vec::new();
     collect_estimates(&base, &mut found);
@@ -304,7 +304,7 @@ fn criterion_rows(root: &Path, since: SystemTime) -> Result<Vec<Row>> {
             _ => (ns * 1e-6, "ms".to_string(), false),
         };
         rows.push(Row {
-            group: "criterion".into(),
+            group: group.to_string(),
             case,
             ours,
             reference: None,

@@ -160,7 +160,7 @@ fn side_by_side(labeler: &Labeler) {
     }
     let raw = root.join("target/bench/raw");
     std::fs::create_dir_all(&raw).expect("the bench output folder can be created");
-    let theirs_path = raw.join("labeler-python-labels.tsv");
+    let theirs_path = raw.join("labeler-python-labels.txt");
     let passes = 3;
     let out = std::process::Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/labeler.py"))
