@@ -84,11 +84,19 @@ pub enum DistError {
     #[error("distributed launch environment: {0}")]
     Env(String),
     /// A c10d call failed (a peer closed its connection, a timeout, a port in use, ...).
-    #[error(transparent)]
-    Comm(#[from] ExtError),
+    #[error("{0}")]
+    Comm(ExtError),
     /// An argument the bridge cannot take (a CUDA tensor on Gloo, a non-contiguous tensor).
     #[error("{0}")]
     Invalid(String),
+}
+
+// By hand rather than `#[from]`: the message already holds the cause, which an error-chain
+// printer would otherwise repeat.
+impl From<ExtError> for DistError {
+    fn from(e: ExtError) -> Self {
+        DistError::Comm(e)
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -282,6 +290,24 @@ impl ProcessGroup {
         self.timeout
     }
 
+    /// Runs a bridge collective; a failure names this rank.
+    ///
+    /// # Safety
+    /// `message` must be NULL or an owned message returned by the bridge.
+    unsafe fn collective(
+        &self,
+        what: &'static str,
+        message: *mut std::ffi::c_char,
+    ) -> Result<(), DistError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { check(what, message) }.map_err(|e| {
+            DistError::Comm(ExtError {
+                context: e.context,
+                message: format!("rank {} of {}: {}", self.rank, self.size, e.message),
+            })
+        })
+    }
+
     fn check_tensor(t: &Tensor, what: &str) -> Result<(), DistError> {
         if !t.is_contiguous() {
             return Err(DistError::Invalid(format!(
@@ -301,7 +327,7 @@ impl ProcessGroup {
         };
         // SAFETY: live group; `as_mut_ptr` is the at::Tensor* the bridge expects.
         unsafe {
-            check(
+            self.collective(
                 "all_reduce",
                 ffi::umcl_c10d_all_reduce(
                     self.ptr,
@@ -322,7 +348,7 @@ impl ProcessGroup {
         // SAFETY: live group and tensor; on success `out` is a new heap at::Tensor that
         // `Tensor::from_ptr` takes ownership of.
         unsafe {
-            check(
+            self.collective(
                 "all_gather",
                 ffi::umcl_c10d_all_gather(
                     self.ptr,
@@ -357,7 +383,7 @@ impl ProcessGroup {
         Self::check_tensor(tensor, "broadcast")?;
         // SAFETY: live group; `as_mut_ptr` is the at::Tensor* the bridge expects.
         unsafe {
-            check(
+            self.collective(
                 "broadcast",
                 ffi::umcl_c10d_broadcast(
                     self.ptr,
@@ -374,7 +400,7 @@ impl ProcessGroup {
     pub fn barrier(&self) -> Result<(), DistError> {
         // SAFETY: live group.
         unsafe {
-            check(
+            self.collective(
                 "barrier",
                 ffi::umcl_c10d_barrier(self.ptr, millis(self.timeout)),
             )?

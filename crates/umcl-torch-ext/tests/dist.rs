@@ -134,6 +134,28 @@ fn a_departed_rank_is_an_error_within_the_timeout_not_a_hang() {
 }
 
 #[test]
+fn a_silent_rank_is_an_error_after_the_timeout() {
+    let timeout = Duration::from_secs(2);
+    let out = run_ranks(2, timeout, move |g| {
+        if g.rank() == 1 {
+            // Alive but never joins the collective (a stuck rank).
+            thread::sleep(timeout * 2);
+            return None;
+        }
+        let started = Instant::now();
+        let mut t = Tensor::from_slice(&[1.0f32]);
+        let err = g.all_reduce(&mut t, ReduceOp::Sum).unwrap_err().to_string();
+        Some((err, started.elapsed()))
+    });
+    let (err, elapsed) = out[0].clone().unwrap();
+    assert!(err.starts_with("all_reduce: rank 0 of 2:"), "{err}");
+    assert!(
+        elapsed >= timeout - Duration::from_millis(200) && elapsed < timeout * 2,
+        "rank 0 gave up after {elapsed:?}, the timeout is {timeout:?}"
+    );
+}
+
+#[test]
 fn a_port_in_use_is_a_clear_error() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();

@@ -86,6 +86,30 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     /// Evaluation during and after training.
     pub eval: EvalConfig,
+    /// Data-parallel training over several processes (see `docs/distributed.md`).
+    pub dist: DistConfig,
+}
+
+/// `[dist]`: settings of a data-parallel run, used only when the process is started as one
+/// rank of several (`umcl train --nproc N`, torchrun, Slurm: see `docs/distributed.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistConfig {
+    /// Seconds a rank waits for the others, at rendezvous and in every collective, before it
+    /// stops with an error. Must cover rank 0's validation and checkpoint writing, which the
+    /// other ranks wait through. Default 1800.
+    pub timeout_s: u64,
+    /// Size of one gradient all-reduce bucket in MiB. Default 25.
+    pub bucket_mb: f64,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        Self {
+            timeout_s: 1800,
+            bucket_mb: 25.0,
+        }
+    }
 }
 
 /// `[run]`
@@ -194,7 +218,8 @@ impl Default for DataConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Image encoder preset: `resnet18`, `resnet34`, `resnet50`, `vit-tiny`, `vit-small`,
-    /// `vit-base`, or `resnet18-w<N>` (ResNet-18 with stem width N). Default "resnet50".
+    /// `vit-base`, `resnet18-w<N>` (ResNet-18 with stem width N), or
+    /// `vit<size>-p<patch>-w<width>-d<depth>` (a small ViT). Default "resnet50".
     pub image: String,
     /// Safetensors file with pretrained image-encoder weights (torchvision or timm keys).
     /// Default none (random initialisation).
@@ -218,6 +243,10 @@ pub struct ModelConfig {
     pub prompt_ctx: usize,
     /// One set of context vectors per class instead of one shared set. Default false.
     pub prompt_class_specific: bool,
+    /// Dropout probability of the text encoder (hidden and attention), replacing the
+    /// encoder's own (0.1 for BERT). Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_dropout: Option<f64>,
 }
 
 impl Default for ModelConfig {
@@ -233,6 +262,7 @@ impl Default for ModelConfig {
             freeze_text: false,
             prompt_ctx: 16,
             prompt_class_specific: false,
+            text_dropout: None,
         }
     }
 }
@@ -522,7 +552,7 @@ impl TrainConfig {
             return bad(
                 "model.image",
                 format!(
-                    "unknown image encoder `{}` (resnet18, resnet34, resnet50, resnet18-w<N>, vit-tiny, vit-small, vit-base)",
+                    "unknown image encoder `{}` (resnet18, resnet34, resnet50, resnet18-w<N>, vit-tiny, vit-small, vit-base, vit<size>-p<patch>-w<width>-d<depth>)",
                     self.model.image
                 ),
             );
@@ -547,6 +577,15 @@ impl TrainConfig {
         if self.model.embed_dim <= 0 {
             return bad("model.embed_dim", "must be at least 1".into());
         }
+        if let Some(p) = self.model.text_dropout {
+            if !(0.0..1.0).contains(&p) {
+                return bad("model.text_dropout", format!("must be in [0, 1), got {p}"));
+            }
+        }
+        if self.dist.timeout_s == 0 {
+            return bad("dist.timeout_s", "must be at least 1".into());
+        }
+        positive("dist.bucket_mb", self.dist.bucket_mb)?;
         if !["itl", "clip"].contains(&self.loss.kind.as_str()) {
             return bad(
                 "loss.kind",
@@ -635,7 +674,33 @@ pub fn image_config(name: &str) -> Option<umcl_models::image::ImageEncoderConfig
             ..ResNetConfig::resnet18()
         }));
     }
+    if let Some(vit) = small_vit(name) {
+        return Some(ImageEncoderConfig::Vit(vit));
+    }
     ImageEncoderConfig::preset(name)
+}
+
+/// `vit<size>-p<patch>-w<width>-d<depth>`: a small ViT with no batch-dependent layer (heads of
+/// 32 channels), e.g. `vit32-p8-w32-d1` for tests whose result must not depend on how a batch
+/// is split (data-parallel equivalence).
+fn small_vit(name: &str) -> Option<umcl_models::vit::VitConfig> {
+    let rest = name.strip_prefix("vit")?;
+    let (size, rest) = rest.split_once("-p")?;
+    let (patch, rest) = rest.split_once("-w")?;
+    let (width, depth) = rest.split_once("-d")?;
+    let [size, patch, width, depth] =
+        [size, patch, width, depth].map(|v| v.parse::<i64>().ok().filter(|v| *v >= 1));
+    let (size, patch, width, depth) = (size?, patch?, width?, depth?);
+    if size % patch != 0 || width % 32 != 0 {
+        return None;
+    }
+    let mut vit = umcl_models::vit::VitConfig::tiny();
+    vit.image_size = size;
+    vit.patch_size = patch;
+    vit.embed_dim = width;
+    vit.num_heads = width / 32;
+    vit.depth = depth as usize;
+    Some(vit)
 }
 
 /// The text-encoder shape for a preset name.

@@ -58,6 +58,18 @@ pub enum TrainError {
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Tch(#[from] tch::TchError),
+    /// Distributed setup or communication failed (a bad launch environment, a rank that
+    /// stopped answering, a timeout).
+    #[error("distributed: {0}")]
+    Dist(umcl_torch_ext::dist::DistError),
+}
+
+// By hand rather than `#[from]`: the message already holds the cause, which an error-chain
+// printer would otherwise repeat.
+impl From<umcl_torch_ext::dist::DistError> for TrainError {
+    fn from(e: umcl_torch_ext::dist::DistError) -> Self {
+        TrainError::Dist(e)
+    }
 }
 
 impl TrainError {

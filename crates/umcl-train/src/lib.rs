@@ -5,12 +5,14 @@
 //! - [`trainer`]: the loop ([`trainer::train`]).
 //! - [`optim`]: AdamW over owned tensors and the warm-up + cosine schedule.
 //! - [`checkpoint`]: atomic checkpoints and exact resume.
+//! - [`distributed`]: data-parallel training over several processes (c10d, Gloo).
 //! - [`embed`], [`evaluate`]: embeddings of sample sets, zero-shot, retrieval, linear probe.
 //! - [`metrics`], [`plots`], [`report`]: scores, PNG plots, the run's summary.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod config;
+pub mod distributed;
 pub mod embed;
 pub mod error;
 pub mod evaluate;

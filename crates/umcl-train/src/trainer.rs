@@ -44,6 +44,7 @@ use umcl_models::prompt::PromptConfig;
 
 use crate::checkpoint::{self, Checkpoints, TrainState};
 use crate::config::{image_config, text_config, TrainConfig};
+use crate::distributed::Dist;
 use crate::embed::{normalize, rows_where, TensorBatch};
 use crate::error::TrainError;
 use crate::evaluate;
@@ -115,6 +116,26 @@ struct Setup {
     class_index: Vec<usize>,
     loss_cfg: ItlLossConfig,
     report_only: usize,
+    /// This process's place in a data-parallel run (see [`crate::distributed`]).
+    dist: Option<Dist>,
+}
+
+impl Setup {
+    /// Rank 0, or the only process: the one that writes checkpoints, logs and progress.
+    fn is_main(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
+    }
+
+    fn rank_world(&self) -> (usize, usize) {
+        self.dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world()))
+    }
+}
+
+/// The model's variables in name order: the same order on every rank.
+fn vars_by_name(model: &DualEncoder) -> Vec<Tensor> {
+    let mut named: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.into_iter().map(|(_, t)| t).collect()
 }
 
 /// Trains as configured; writes the run directory `<run.out_dir>/<run.name>`.
@@ -141,8 +162,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         });
     }
     let mut setup = Setup::new(cfg)?;
-    fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
-    write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let main = setup.is_main();
+    let (rank, world) = setup.rank_world();
+    if main {
+        fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+        write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    }
 
     let mut optimizer = make_optimizer(&setup.model, cfg);
     let mut state = TrainState {
@@ -155,12 +180,30 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     };
     if let Some(path) = &resume_from {
         state = checkpoint::restore(path, &setup.model, &mut optimizer)?;
-        if !opts.quiet {
+        if !opts.quiet && main {
             eprintln!("resuming from {} at step {}", path.display(), state.step);
         }
     }
-    let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), state.step)?;
-    if setup.report_only > 0 && !opts.quiet {
+    let vars = vars_by_name(&setup.model);
+    if let Some(dist) = &setup.dist {
+        // Every rank starts from rank 0's weights (the same checkpoint on resume).
+        dist.broadcast_vars(&vars)?;
+        if !opts.quiet && main {
+            eprintln!(
+                "data-parallel run: {world} ranks of {} samples",
+                cfg.data.batch_size / world
+            );
+        }
+    }
+    let mut metrics = if main {
+        Some(MetricsLog::open(
+            &run_dir.join("metrics.jsonl"),
+            state.step,
+        )?)
+    } else {
+        None
+    };
+    if setup.report_only > 0 && !opts.quiet && main {
         eprintln!(
             "{} report-only samples (no image) train the prompt term only",
             setup.report_only
@@ -168,7 +211,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     }
 
     let total = cfg.run.steps;
-    let progress = progress_bar(cfg, opts, state.step);
+    let progress = if main {
+        progress_bar(cfg, opts, state.step)
+    } else {
+        None
+    };
     let started = Instant::now();
     let mut waited = std::time::Duration::ZERO;
     let mut window = (0.0f64, 0u64);
@@ -182,14 +229,20 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     }
     let mut samples_this_run = 0u64;
     while state.step < total {
-        let mut epoch = setup
-            .loader
-            .epoch_from(state.epoch, state.batch_in_epoch as usize);
+        let first = state.batch_in_epoch as usize;
+        let mut epoch = match &setup.dist {
+            Some(d) => setup
+                .loader
+                .epoch_shard(state.epoch, first, d.rank(), d.world()),
+            None => setup.loader.epoch_from(state.epoch, first),
+        };
         while state.step < total {
             let Some(batch) = epoch.next() else { break };
             let batch = batch?;
             let b = TensorBatch::from_batch(&batch, setup.device)?;
-            tch::manual_seed(step_seed(cfg.run.seed, state.step));
+            // Dropout masks: rank 0 draws as a single process would, other ranks from their own
+            // stream.
+            tch::manual_seed(step_seed(rank_seed(cfg.run.seed, rank), state.step));
             let lr = warmup_cosine(
                 state.step,
                 cfg.optim.lr,
@@ -207,10 +260,18 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 };
                 step_losses(&mut setup, &b)?
             };
-            kill_hook(state.step);
+            kill_hook(state.step, rank);
+            if let Some(dist) = &setup.dist {
+                dist.all_reduce_grads(&vars)?;
+            }
             let loss_value = out.total;
             if !loss_value.is_finite() {
-                let saved = checkpoints.save(&setup.model, &optimizer, &state)?;
+                // Every rank sees the same loss (of the whole batch); rank 0 saves.
+                let saved = if main {
+                    checkpoints.save(&setup.model, &optimizer, &state)?
+                } else {
+                    checkpoints.dir().to_path_buf()
+                };
                 if let Some(p) = &progress {
                     p.abandon();
                 }
@@ -229,8 +290,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 state.epoch += 1;
                 state.batch_in_epoch = 0;
             }
-            state.samples_seen += batch.len() as u64;
-            samples_this_run += batch.len() as u64;
+            state.samples_seen += (batch.len() * world) as u64;
+            samples_this_run += (batch.len() * world) as u64;
             window.0 += loss_value;
             window.1 += 1;
 
@@ -252,7 +313,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                     masked_pairs: out.masked_pairs,
                     mean_positives: out.mean_positives,
                 };
-                metrics.write(&rec)?;
+                if let Some(m) = &mut metrics {
+                    m.write(&rec)?;
+                }
                 if let Some(p) = &progress {
                     p.set_message(format!(
                         "loss {:.4} lr {:.2e} {:.0} samples/s data-wait {:.0}%",
@@ -267,11 +330,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             if let Some(p) = &progress {
                 p.set_position(state.step);
             }
-            let eval_now = cfg.eval.every > 0 && state.step.is_multiple_of(cfg.eval.every);
-            let ckpt_now =
-                state.step.is_multiple_of(cfg.run.checkpoint_every) || state.step == total;
+            // Validation and checkpoints are rank 0's; the others wait at the next collective.
+            let eval_now = main && cfg.eval.every > 0 && state.step.is_multiple_of(cfg.eval.every);
+            let ckpt_now = main
+                && (state.step.is_multiple_of(cfg.run.checkpoint_every) || state.step == total);
             let mut improved = false;
-            if eval_now || state.step == total {
+            if eval_now || (main && state.step == total) {
                 let val = evaluate::validation(
                     &setup.model,
                     &setup.val,
@@ -281,7 +345,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                     setup.device,
                     cfg.eval.max_samples,
                 )?;
-                metrics.write(&val.record(state.step))?;
+                if let Some(m) = &mut metrics {
+                    m.write(&val.record(state.step))?;
+                }
                 tracing::info!(step = state.step, mean_auc = ?val.mean_auc, "validation");
                 if let Some(auc) = val.mean_auc {
                     if state.best.is_none_or(|(b, _)| auc > b) {
@@ -302,7 +368,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             }
         }
         waited += epoch.stats().waited;
-        report_skips(&run_dir, epoch.stats(), opts.quiet)?;
+        if main {
+            report_skips(&run_dir, epoch.stats(), opts.quiet)?;
+        }
         // An epoch can end early when --skip-bad dropped whole batches.
         if state.step < total && state.batch_in_epoch != 0 {
             state.epoch += 1;
@@ -313,8 +381,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         p.finish();
     }
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    if let Some(dist) = &setup.dist {
+        // No rank leaves while another may still be exchanging the last step's gradients.
+        dist.barrier()?;
+    }
     let zero_shot = match &cfg.eval.final_manifest {
-        Some(path) => {
+        Some(path) if main => {
             // The model chosen on validation, not simply the last one.
             let best = checkpoints.dir().join("best").join("model.safetensors");
             if best.exists() {
@@ -335,7 +407,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             )?;
             Some(report)
         }
-        None => None,
+        _ => None,
     };
     let summary = RunSummary {
         run_dir: run_dir.clone(),
@@ -346,14 +418,26 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         samples_per_second: samples_this_run as f64 / elapsed,
         data_wait_share: (waited.as_secs_f64() / elapsed).min(1.0),
     };
-    crate::report::write_run_report(&run_dir, cfg, &summary)?;
+    if main {
+        crate::report::write_run_report(&run_dir, cfg, &summary)?;
+    }
     Ok(summary)
 }
 
 /// Test hook for the exact-resume test: with `UMCL_TEST_SIGKILL_AT_STEP=k` the process sends
 /// itself SIGKILL in the middle of step k+1 (after its backward pass, before the update), as a
-/// crash or an out-of-memory kill would. Unset in normal runs.
-fn kill_hook(completed_steps: u64) {
+/// crash or an out-of-memory kill would. In a distributed run `UMCL_TEST_SIGKILL_RANK=r`
+/// limits it to rank r. Unset in normal runs.
+fn kill_hook(completed_steps: u64, rank: usize) {
+    static RANK: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let only = RANK.get_or_init(|| {
+        std::env::var("UMCL_TEST_SIGKILL_RANK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if only.is_some_and(|r| r != rank) {
+        return;
+    }
     static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let at = AT.get_or_init(|| {
         std::env::var("UMCL_TEST_SIGKILL_AT_STEP")
@@ -366,6 +450,11 @@ fn kill_hook(completed_steps: u64) {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
+}
+
+/// The run seed of `rank`: the run's own on rank 0 (so a one-rank run draws as a plain one).
+fn rank_seed(seed: u64, rank: usize) -> u64 {
+    seed ^ (rank as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
 
 /// The seed of torch's generator before step `step`.
@@ -388,6 +477,9 @@ struct StepOut {
 /// Forward and backward of one optimizer step (all micro-batches); gradients are left in the
 /// parameters.
 fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError> {
+    if setup.dist.as_ref().is_some_and(|d| d.world() > 1) {
+        return step_losses_dist(setup, b);
+    }
     let k = setup.cfg.data.accum_steps as i64;
     let n = b.ids.len() as i64;
     let micro: Vec<(i64, i64)> = (0..k)
@@ -408,7 +500,7 @@ fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError
     if micro.len() == 1 {
         let (img, txt) = features(setup, 0, n)?;
         let classes = class_embeddings(setup)?;
-        let out = batch_loss(setup, b, &img, &txt, classes.as_ref())?;
+        let out = batch_loss(setup, b, &img, &txt, classes.as_ref(), true)?;
         out.loss.backward();
         return Ok(out.values);
     }
@@ -448,7 +540,104 @@ fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError
         } else {
             classes_cached.as_ref().map(Tensor::shallow_clone)
         };
-        let out = batch_loss(setup, b, &img, &txt, classes.as_ref())?;
+        let out = batch_loss(setup, b, &img, &txt, classes.as_ref(), true)?;
+        out.loss.backward();
+        values.get_or_insert(out.values);
+    }
+    values.ok_or_else(|| TrainError::Eval("empty batch".into()))
+}
+
+/// [`step_losses`] of one rank of a data-parallel run: `b` is this rank's part of the batch.
+/// The loss is computed on the features of the whole batch (all ranks', gathered) with this
+/// rank's rows live, so the gradients summed over ranks are those of the one-process step.
+/// The logit scale and the class prompts reach the loss directly, not through the rank's
+/// features: they take gradients on rank 0 only, or the sum would count them once per rank.
+fn step_losses_dist(setup: &Setup, b: &TensorBatch) -> Result<StepOut, TrainError> {
+    let Some(dist) = setup.dist.as_ref() else {
+        return Err(TrainError::Eval("not a distributed run".into()));
+    };
+    let main = dist.rank() == 0;
+    let k = setup.cfg.data.accum_steps as i64;
+    let n = b.ids.len() as i64;
+    let micro: Vec<(i64, i64)> = (0..k)
+        .map(|j| (j * n / k, (j + 1) * n / k))
+        .filter(|(a, z)| z > a)
+        .collect();
+    // What the loss reads of the whole batch besides the features.
+    let global = TensorBatch {
+        images: Tensor::zeros([0], (Kind::Float, setup.device)),
+        input_ids: Tensor::zeros([0], (Kind::Int64, setup.device)),
+        attention_mask: Tensor::zeros([0], (Kind::Int64, setup.device)),
+        labels: dist.gather(&b.labels)?,
+        has_image: dist.gather_flags(&b.has_image)?,
+        has_text: dist.gather_flags(&b.has_text)?,
+        ids: Vec::new(),
+    };
+    let features = |a: i64, z: i64| -> Result<(Tensor, Tensor), TrainError> {
+        let img = setup
+            .model
+            .encode_image(&b.images.narrow(0, a, z - a), true)?;
+        let txt = setup.model.encode_text(
+            &b.input_ids.narrow(0, a, z - a),
+            &b.attention_mask.narrow(0, a, z - a),
+            true,
+        )?;
+        Ok((img, txt))
+    };
+    let classes_frozen = || -> Result<Option<Tensor>, TrainError> {
+        let _guard = tch::no_grad_guard();
+        class_embeddings(setup)
+    };
+    if micro.len() == 1 {
+        let (img, txt) = features(0, n)?;
+        let img = dist.gather_with_local(&img)?;
+        let txt = dist.gather_with_local(&txt)?;
+        let classes = if main {
+            class_embeddings(setup)?
+        } else {
+            classes_frozen()?
+        };
+        let out = batch_loss(setup, &global, &img, &txt, classes.as_ref(), main)?;
+        out.loss.backward();
+        return Ok(out.values);
+    }
+    // Feature cache of the whole batch: this rank's micro-batches without gradients, gathered.
+    let (all_img, all_txt) = {
+        let _guard = tch::no_grad_guard();
+        let cached: Vec<(Tensor, Tensor)> = micro
+            .iter()
+            .map(|&(a, z)| features(a, z))
+            .collect::<Result<_, _>>()?;
+        let img = Tensor::cat(&cached.iter().map(|c| &c.0).collect::<Vec<_>>(), 0);
+        let txt = Tensor::cat(&cached.iter().map(|c| &c.1).collect::<Vec<_>>(), 0);
+        (dist.gather(&img)?, dist.gather(&txt)?)
+    };
+    let classes_cached = classes_frozen()?;
+    let offset = dist.rank() as i64 * n;
+    let total = all_img.size()[0];
+    let mut values = None;
+    for (j, &(a, z)) in micro.iter().enumerate() {
+        let (img_j, txt_j) = features(a, z)?;
+        let splice = |fresh: &Tensor, all: &Tensor| {
+            let start = offset + a;
+            let end = start + (z - a);
+            Tensor::cat(
+                &[
+                    all.narrow(0, 0, start),
+                    fresh.shallow_clone(),
+                    all.narrow(0, end, total - end),
+                ],
+                0,
+            )
+        };
+        let img = splice(&img_j, &all_img);
+        let txt = splice(&txt_j, &all_txt);
+        let classes = if j == 0 && main {
+            class_embeddings(setup)?
+        } else {
+            classes_cached.as_ref().map(Tensor::shallow_clone)
+        };
+        let out = batch_loss(setup, &global, &img, &txt, classes.as_ref(), main)?;
         out.loss.backward();
         values.get_or_insert(out.values);
     }
@@ -467,18 +656,24 @@ struct LossParts {
     values: StepOut,
 }
 
-/// The loss of one full batch from its features.
+/// The loss of one full batch from its features. With `direct` false the logit scale enters
+/// as a constant (no gradient), for ranks other than 0 of a data-parallel run.
 fn batch_loss(
     setup: &Setup,
     b: &TensorBatch,
     img: &Tensor,
     txt: &Tensor,
     classes: Option<&Tensor>,
+    direct: bool,
 ) -> Result<LossParts, TrainError> {
     let device = setup.device;
     // The losses take the logit scale in log space (as CLIP parameterises it); the prompt term
     // multiplies by it.
-    let scale = setup.model.logit_scale();
+    let scale = if direct {
+        setup.model.logit_scale()
+    } else {
+        setup.model.logit_scale().detach()
+    };
     let log_scale = scale.log();
     let pairs: Vec<bool> = b
         .has_image
@@ -592,6 +787,13 @@ impl Setup {
             threads: (cfg.run.threads > 0).then_some(cfg.run.threads),
         })?;
         let device = backend.device;
+        let dist = Dist::from_env(cfg)?;
+        if dist.is_some() && device != Device::Cpu {
+            return Err(TrainError::Eval(format!(
+                "distributed runs use the Gloo backend on the CPU; run.device resolved to \
+                 {device:?} (NCCL is not built in, see docs/distributed.md)"
+            )));
+        }
         tch::manual_seed(cfg.run.seed as i64);
         let schema = Schema::chest_xray();
         let manifest = Manifest::read(&cfg.data.manifest)?;
@@ -710,6 +912,11 @@ impl Setup {
                 t
             }
         };
+        let mut text = text;
+        if let Some(p) = cfg.model.text_dropout {
+            text.hidden_dropout_prob = p;
+            text.attention_probs_dropout_prob = p;
+        }
         let mut dual = DualConfig::new(image, text);
         dual.embed_dim = cfg.model.embed_dim;
         dual.tokenizer = Some(tokenizer_path.clone());
@@ -799,6 +1006,7 @@ impl Setup {
             class_index,
             loss_cfg,
             report_only,
+            dist,
         })
     }
 }

@@ -33,6 +33,14 @@ pub struct TrainArgs {
     /// Print the resolved configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Start N worker processes on this machine for data-parallel training (like torchrun
+    /// --nproc-per-node N; see docs/distributed.md). Each takes data.batch_size / N samples
+    /// per step.
+    #[arg(long, value_name = "N")]
+    nproc: Option<usize>,
+    /// The rendezvous port for --nproc [default: a free port].
+    #[arg(long, value_name = "PORT", requires = "nproc")]
+    master_port: Option<u16>,
 }
 
 /// Reads the configuration named by `--config`/`--preset` with `--set` applied.
@@ -48,10 +56,13 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Runs `umcl train`.
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let cfg = resolve_config(args)?;
+    let mut cfg = resolve_config(args)?;
     if args.print_config {
         print!("{}", cfg.to_toml());
         return Ok(());
+    }
+    if let Some(n) = args.nproc {
+        return launch(args, &mut cfg, n);
     }
     if !cfg.data.manifest.exists() {
         bail!(
@@ -76,6 +87,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             quiet: args.quiet,
         },
     )?;
+    if std::env::var("RANK").is_ok_and(|r| r.trim() != "0") {
+        return Ok(()); // rank 0 reports for the run
+    }
     println!("run directory: {}", summary.run_dir.display());
     println!(
         "steps: {}, final loss {:.4}",
@@ -99,6 +113,154 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     println!("summary: {}", summary.run_dir.join("summary.md").display());
     Ok(())
+}
+
+/// The torchrun variables a launcher sets; `--nproc` refuses to run inside another launcher.
+const LAUNCH_VARS: [&str; 6] = [
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+];
+
+/// `umcl train --nproc N`: starts N copies of this command as ranks 0..N of one data-parallel
+/// run on 127.0.0.1 and waits for them. When one fails, the others are given the configured
+/// `dist.timeout_s` (plus a little) to notice and stop by themselves, then killed.
+fn launch(args: &TrainArgs, cfg: &mut TrainConfig, n: usize) -> Result<()> {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    if n == 0 {
+        bail!("--nproc must be at least 1");
+    }
+    if let Some(var) = LAUNCH_VARS.iter().find(|v| std::env::var_os(v).is_some()) {
+        bail!(
+            "--nproc starts its own ranks, but {var} is already set (is this process started by \
+             torchrun or Slurm? then leave out --nproc: umcl reads their variables itself)"
+        );
+    }
+    let mut overrides = args.overrides.clone();
+    if cfg.run.threads == 0 {
+        // Like torchrun, do not let N ranks each take every core.
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let threads = (cores / n).max(1);
+        overrides.push(format!("run.threads={threads}"));
+        cfg.run.threads = threads;
+    }
+    cfg.validate()?;
+    if !cfg.data.batch_size.is_multiple_of(n) {
+        bail!(
+            "data.batch_size ({}) does not split evenly over --nproc {n} ranks",
+            cfg.data.batch_size
+        );
+    }
+    if !cfg.data.manifest.exists() {
+        bail!("{}: no such manifest", cfg.data.manifest.display());
+    }
+    let port = match args.master_port {
+        Some(p) => p,
+        None => std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .context("cannot find a free port for the rendezvous (give --master-port)")?,
+    };
+    let exe = std::env::current_exe().context("cannot find the umcl executable")?;
+    let mut child_args: Vec<String> = vec!["train".into()];
+    if let Some(c) = &args.config {
+        child_args.push("--config".into());
+        child_args.push(c.display().to_string());
+    }
+    if let Some(p) = &args.preset {
+        child_args.push("--preset".into());
+        child_args.push(p.clone());
+    }
+    for o in &overrides {
+        child_args.push("--set".into());
+        child_args.push(o.clone());
+    }
+    if let Some(r) = &args.resume {
+        child_args.push("--resume".into());
+        child_args.push(r.clone());
+    }
+    if args.quiet {
+        child_args.push("--quiet".into());
+    }
+    if !args.quiet {
+        eprintln!(
+            "starting {n} ranks on 127.0.0.1:{port}, {} samples and {} threads each",
+            cfg.data.batch_size / n,
+            cfg.run.threads
+        );
+    }
+    let mut children = Vec::with_capacity(n);
+    for rank in 0..n {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&child_args)
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", n.to_string())
+            .stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start rank {rank} ({})", exe.display()))?;
+        children.push(Some(child));
+    }
+    let grace = Duration::from_secs(cfg.dist.timeout_s.saturating_add(10));
+    let mut failures: Vec<String> = Vec::new();
+    let mut first_failure: Option<Instant> = None;
+    loop {
+        for (rank, slot) in children.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            if let Some(status) = child.try_wait().context("waiting for a rank")? {
+                if !status.success() {
+                    failures.push(format!("rank {rank} {}", describe(status)));
+                    first_failure.get_or_insert_with(Instant::now);
+                }
+                *slot = None;
+            }
+        }
+        if children.iter().all(Option::is_none) {
+            break;
+        }
+        if first_failure.is_some_and(|t| t.elapsed() > grace) {
+            for (rank, slot) in children.iter_mut().enumerate() {
+                if let Some(child) = slot {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    failures.push(format!(
+                        "rank {rank} still running {}s after the first failure; killed",
+                        grace.as_secs()
+                    ));
+                    *slot = None;
+                }
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !failures.is_empty() {
+        bail!(
+            "the distributed run failed: {}. Resume it with the same command and \
+             --resume latest",
+            failures.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// How a child process ended, in words.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "ended abnormally".into(),
+    }
 }
 
 /// Evaluation tasks.

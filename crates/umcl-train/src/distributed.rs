@@ -1,0 +1,250 @@
+//! Data-parallel training over several processes, on c10d's Gloo process group
+//! ([`umcl_torch_ext::dist`]).
+//!
+//! A run is distributed when the process is started with torchrun's environment (`RANK`,
+//! `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`; `umcl train --nproc N` sets it for N local
+//! workers). Then, per optimizer step of global batch `B` over `W` ranks:
+//!
+//! 1. each rank loads its contiguous `B / W` part of the batch one process would load
+//!    ([`umcl_data::loader::Loader::epoch_shard`]);
+//! 2. each rank encodes its part; the features of all ranks are all-gathered, with this rank's
+//!    own rows kept as the live tensors ([`Dist::gather_with_local`]), so every rank computes
+//!    the loss of the whole batch and gradients flow to its own features (open_clip's "gather
+//!    with grad" result without a backward collective);
+//! 3. the parameter gradients are summed over ranks in buckets ([`Dist::all_reduce_grads`]).
+//!    Terms that reach parameters other than through the rank's own features (the logit scale,
+//!    the class prompts) are kept on rank 0 only, so the sum is the gradient of the one-process
+//!    loss;
+//! 4. every rank applies the same update, so the replicas stay equal; they start equal because
+//!    rank 0's weights are broadcast after initialisation or resume ([`Dist::broadcast_vars`]).
+//!
+//! Rank 0 alone writes checkpoints, metrics, the report and progress.
+
+use std::time::Duration;
+
+use tch::{Kind, Tensor};
+use umcl_torch_ext::dist::{self, LaunchEnv, ProcessGroup, ReduceOp};
+
+use crate::config::TrainConfig;
+use crate::error::TrainError;
+
+/// This process's place in a data-parallel run.
+pub struct Dist {
+    group: ProcessGroup,
+    bucket_elems: usize,
+}
+
+impl Dist {
+    /// Joins the run described by the environment, or `Ok(None)` when the process was not
+    /// started as a rank (no launch variables). An incomplete or contradictory environment,
+    /// a batch the ranks cannot split evenly, or a failed rendezvous is an error.
+    pub fn from_env(cfg: &TrainConfig) -> Result<Option<Self>, TrainError> {
+        let Some(env) = LaunchEnv::from_env()? else {
+            return Ok(None);
+        };
+        Self::join(cfg, &env).map(Some)
+    }
+
+    /// Joins the run described by `env`.
+    pub fn join(cfg: &TrainConfig, env: &LaunchEnv) -> Result<Self, TrainError> {
+        let world = env.world_size;
+        let bad = |key: &str, reason: String| {
+            TrainError::Config(crate::config::ConfigError::Invalid {
+                key: key.into(),
+                reason,
+            })
+        };
+        if !cfg.data.batch_size.is_multiple_of(world) {
+            return Err(bad(
+                "data.batch_size",
+                format!(
+                    "{} does not split evenly over WORLD_SIZE={world} ranks",
+                    cfg.data.batch_size
+                ),
+            ));
+        }
+        let local = cfg.data.batch_size / world;
+        if cfg.data.accum_steps > local {
+            return Err(bad(
+                "data.accum_steps",
+                format!(
+                    "{} micro-batches do not fit in a per-rank batch of {local}",
+                    cfg.data.accum_steps
+                ),
+            ));
+        }
+        if cfg.data.skip_bad && world > 1 {
+            // A skipped sample would leave the ranks with batches of different sizes.
+            return Err(bad(
+                "data.skip_bad",
+                "is not supported in distributed runs (the ranks' batches must stay equal)".into(),
+            ));
+        }
+        let group = dist::init(env, Duration::from_secs(cfg.dist.timeout_s))?;
+        let bucket_elems = ((cfg.dist.bucket_mb * 1024.0 * 1024.0) / 4.0).max(1.0) as usize;
+        Ok(Self {
+            group,
+            bucket_elems,
+        })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.group.rank()
+    }
+
+    /// The number of ranks.
+    pub fn world(&self) -> usize {
+        self.group.size()
+    }
+
+    /// `x` of every rank concatenated along dimension 0 in rank order, with this rank's rows
+    /// being `x` itself (gradients flow into them).
+    pub fn gather_with_local(&self, x: &Tensor) -> Result<Tensor, TrainError> {
+        Ok(self.group.all_gather_with_local(x)?)
+    }
+
+    /// `x` of every rank concatenated along dimension 0 in rank order (no gradient).
+    pub fn gather(&self, x: &Tensor) -> Result<Tensor, TrainError> {
+        Ok(self.group.all_gather(x)?)
+    }
+
+    /// A flag of every rank, in rank order.
+    pub fn gather_flags(&self, flags: &[bool]) -> Result<Vec<bool>, TrainError> {
+        let t = Tensor::from_slice(&flags.iter().map(|&f| i64::from(f)).collect::<Vec<_>>());
+        let all = Vec::<i64>::try_from(self.group.all_gather(&t)?)?;
+        Ok(all.into_iter().map(|v| v != 0).collect())
+    }
+
+    /// Copies rank 0's values of `vars` into every rank's, in buckets.
+    pub fn broadcast_vars(&self, vars: &[Tensor]) -> Result<(), TrainError> {
+        let _guard = tch::no_grad_guard();
+        for bucket in buckets(vars, self.bucket_elems) {
+            let views: Vec<Tensor> = bucket.iter().map(|v| v.detach().reshape([-1])).collect();
+            let kinds: Vec<Kind> = bucket.iter().map(|v| v.kind()).collect();
+            // One flat buffer per bucket in the widest kind of the bucket (f64 keeps every
+            // f32/i64 value exactly up to 2^53).
+            let mut flat = Tensor::cat(
+                &views
+                    .iter()
+                    .map(|v| v.to_kind(Kind::Double))
+                    .collect::<Vec<_>>(),
+                0,
+            );
+            self.group.broadcast(&mut flat, 0)?;
+            let mut offset = 0;
+            for ((var, view), kind) in bucket.iter().zip(&views).zip(kinds) {
+                let n = view.numel() as i64;
+                let part = flat.narrow(0, offset, n).to_kind(kind).view_as(var);
+                let mut target = var.detach();
+                target.copy_(&part);
+                offset += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sums the gradients of the trainable `vars` over all ranks, in buckets of the configured
+    /// size. A gradient that exists on some rank but not on this one counts as zero here (and
+    /// is created); one that exists on no rank stays absent, as in a one-process run.
+    pub fn all_reduce_grads(&self, vars: &[Tensor]) -> Result<(), TrainError> {
+        let trainable: Vec<&Tensor> = vars.iter().filter(|v| v.requires_grad()).collect();
+        let has: Vec<f32> = trainable
+            .iter()
+            .map(|v| if v.grad().defined() { 1.0 } else { 0.0 })
+            .collect();
+        let mut any = Tensor::from_slice(&has);
+        self.group.all_reduce(&mut any, ReduceOp::Max)?;
+        let any = Vec::<f32>::try_from(any)?;
+        let missing: Vec<&Tensor> = trainable
+            .iter()
+            .zip(any.iter().zip(&has))
+            .filter(|(_, (a, h))| **a > 0.0 && **h == 0.0)
+            .map(|(v, _)| *v)
+            .collect();
+        if !missing.is_empty() {
+            // Zero gradients for them: a backward pass of a zero-weighted sum creates them.
+            let zero = Tensor::stack(
+                &missing
+                    .iter()
+                    .map(|v| v.sum(Kind::Float) * 0.0)
+                    .collect::<Vec<_>>(),
+                0,
+            )
+            .sum(Kind::Float);
+            zero.backward();
+        }
+        let grads: Vec<Tensor> = trainable
+            .iter()
+            .zip(&any)
+            .filter(|(_, a)| **a > 0.0)
+            .map(|(v, _)| v.grad())
+            .collect();
+        let _guard = tch::no_grad_guard();
+        for bucket in buckets(&grads, self.bucket_elems) {
+            let mut flat = Tensor::cat(
+                &bucket.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
+                0,
+            );
+            self.group.all_reduce(&mut flat, ReduceOp::Sum)?;
+            let mut offset = 0;
+            for g in bucket {
+                let n = g.numel() as i64;
+                let mut target = g.shallow_clone();
+                target.copy_(&flat.narrow(0, offset, n).view_as(g));
+                offset += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns once every rank has arrived.
+    pub fn barrier(&self) -> Result<(), TrainError> {
+        Ok(self.group.barrier()?)
+    }
+}
+
+/// Consecutive groups of `tensors` of at most `limit` elements each (a larger tensor alone).
+/// Tensors of different kinds never share a bucket.
+fn buckets(tensors: &[Tensor], limit: usize) -> Vec<Vec<&Tensor>> {
+    let mut out: Vec<Vec<&Tensor>> = Vec::new();
+    let mut size = 0usize;
+    for t in tensors {
+        let n = t.numel();
+        let fits = out
+            .last()
+            .is_some_and(|b| size + n <= limit && b.first().is_some_and(|f| f.kind() == t.kind()));
+        if !fits {
+            out.push(Vec::new());
+            size = 0;
+        }
+        if let Some(b) = out.last_mut() {
+            b.push(t);
+        }
+        size += n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_respect_the_limit_and_the_kind() {
+        let t = |n: i64, kind: Kind| Tensor::zeros([n], (kind, tch::Device::Cpu));
+        let ts = [
+            t(3, Kind::Float),
+            t(4, Kind::Float),
+            t(9, Kind::Float),
+            t(1, Kind::Float),
+            t(1, Kind::Int64),
+            t(2, Kind::Int64),
+        ];
+        let sizes: Vec<Vec<i64>> = buckets(&ts, 8)
+            .iter()
+            .map(|b| b.iter().map(|t| t.numel() as i64).collect())
+            .collect();
+        assert_eq!(sizes, vec![vec![3, 4], vec![9], vec![1], vec![1, 2]]);
+    }
+}
