@@ -85,8 +85,14 @@ impl Features {
     }
 
     /// `exp(logit_scale) * x y^T`, `[B, B]`.
-    fn logits(&self) -> Tensor {
-        self.x.matmul(&self.y.tr()) * self.log_scale.exp()
+    /// `s x y^T`, the scale applied to `x` (`B x D`) rather than to the `B x B` product; with
+    /// `bias`, `s x y^T + bias` in the same matmul.
+    fn logits(&self, bias: Option<&Tensor>) -> Tensor {
+        let scaled = &self.x * self.log_scale.exp();
+        match bias {
+            None => scaled.matmul(&self.y.tr()),
+            Some(b) => b.addmm(&scaled, &self.y.tr()),
+        }
     }
 }
 
@@ -115,7 +121,7 @@ impl Features {
 /// ```
 pub fn clip_loss(img: &Tensor, txt: &Tensor, logit_scale: &Tensor) -> Result<Tensor, LossError> {
     let f = Features::new(img, txt, logit_scale)?;
-    let logits = f.logits();
+    let logits = f.logits(None);
     // The ground truth is the diagonal: -log p of pair i in row i (image to text) and in
     // column i (text to image).
     let i2t = -logits.log_softmax(1, f.kind).diagonal(0, 0, 1).mean(f.kind);
@@ -252,9 +258,8 @@ fn check_labels(labels: &Tensor, n: i64, device: Device) -> Result<Tensor, LossE
 ///
 /// Written as `w_it/B sum_i LSE_row_i + w_ti/B sum_j LSE_col_j - sum_ij W_ij L_ij` with
 /// `W_ij = E_ij (w_it / (B z_i) + w_ti / (B z_j))`: the target term of both directions in one
-/// product (E is symmetric), never `T * log p`, so masked entries (`-inf`, `T = 0`) give no NaN.
+/// product (E is symmetric), never `T * log p`; removed pairs have `T = 0` and a finite logit.
 fn dense(f: &Features, table: &LabelTable, cfg: &ItlLossConfig) -> (Tensor, Tensor, Tensor) {
-    let logits = f.logits();
     let n = f.n as f64;
     let (w_it, w_ti) = (cfg.image_to_text_weight / n, cfg.text_to_image_weight / n);
     let (rt, weights) = {
@@ -269,20 +274,30 @@ fn dense(f: &Features, table: &LabelTable, cfg: &ItlLossConfig) -> (Tensor, Tens
         };
         (rt, weights)
     };
-    let kept = match &rt.removed {
-        Some(m) => logits.masked_fill(m, f64::NEG_INFINITY),
-        None => logits.shallow_clone(),
-    };
+    // The logits with removed pairs pushed to `removed_logit`, where exp gives exactly 0. The
+    // target weight of a removed pair is 0, so the target term can read them too.
+    let logits = f.logits(rt.bias.as_ref());
     let target_term = match &weights {
         None => logits.diagonal(0, 0, 1).sum(None) * (w_it + w_ti),
-        Some(w) => (&logits * w).sum(None),
+        // One pass, no `B x B` product held: sum_ij L_ij W_ij as a dot product.
+        Some(w) => logits.view([-1]).dot(&w.view([-1])),
+    };
+    // Sum over rows (dim 1) or columns (dim 0) of the log-sum-exp over the kept pairs. With
+    // pairs removed, the fused log-softmax is the faster of the two on the huge negative
+    // entries; the own pair is never removed, so LSE_i = L_ii - log_softmax(L)_ii.
+    let lse_sum = |dim: i64| match &rt.bias {
+        None => logits.logsumexp([dim], false).sum(None),
+        Some(_) => {
+            let own = logits.diagonal(0, 0, 1);
+            (own - logits.log_softmax(dim, f.kind).diagonal(0, 0, 1)).sum(None)
+        }
     };
     let mut terms = vec![-target_term];
     if w_it > 0.0 {
-        terms.push(kept.logsumexp([1], false).sum(None) * w_it);
+        terms.push(lse_sum(1) * w_it);
     }
     if w_ti > 0.0 {
-        terms.push(kept.logsumexp([0], false).sum(None) * w_ti);
+        terms.push(lse_sum(0) * w_ti);
     }
     let loss = terms
         .into_iter()
@@ -296,15 +311,15 @@ fn dense(f: &Features, table: &LabelTable, cfg: &ItlLossConfig) -> (Tensor, Tens
 fn block_value_and_grad(
     logits: &Tensor,
     target: &Tensor,
-    removed: Option<&Tensor>,
+    bias: Option<&Tensor>,
     w: f64,
 ) -> (Tensor, Tensor) {
-    let kept = match removed {
-        Some(m) => logits.masked_fill(m, f64::NEG_INFINITY),
+    let kept = match bias {
+        Some(m) => logits + m,
         None => logits.shallow_clone(),
     };
     let lse = kept.logsumexp([1], true);
-    // Sum of T * L, never T * log p: masked entries have T = 0 and a finite L, so no 0 * inf.
+    // Sum of T * L, never T * log p: removed pairs have T = 0, and L and the mask are finite.
     let target_term = (logits * target).sum_dim_intlist(1, false, None);
     let value = (lse.squeeze_dim(1) - target_term).sum(None) * w;
     let grad = ((kept - lse).exp() - target) * w;
@@ -348,7 +363,7 @@ fn chunked(
             if w_it > 0.0 {
                 let x_r = xd.narrow(0, r0, c);
                 let logits = x_r.matmul(&yd.tr()) * &s;
-                let (v, g) = block_value_and_grad(&logits, &target, rt.removed.as_ref(), w_it);
+                let (v, g) = block_value_and_grad(&logits, &target, rt.bias.as_ref(), w_it);
                 value += v;
                 g_scale += (&g * &logits).sum(None);
                 let mut gx_r = gx.narrow(0, r0, c);
@@ -358,7 +373,7 @@ fn chunked(
             if w_ti > 0.0 {
                 let y_r = yd.narrow(0, r0, c);
                 let logits = y_r.matmul(&xd.tr()) * &s;
-                let (v, g) = block_value_and_grad(&logits, &target, rt.removed.as_ref(), w_ti);
+                let (v, g) = block_value_and_grad(&logits, &target, rt.bias.as_ref(), w_ti);
                 value += v;
                 g_scale += (&g * &logits).sum(None);
                 let mut gy_r = gy.narrow(0, r0, c);

@@ -12,13 +12,25 @@
 //! - Jaccard `inter / (a + b - inter)`, cosine `inter / sqrt(a b)`; both 1 when both sets are
 //!   empty, and 0 when exactly one is.
 //!
-//! All counts come from small `[rows, ~3K] x [~3K, B]` matmuls and are exact integers. The
-//! disagreement count folds "both labelled" into the same matmul: an unlabelled sample adds
-//! `3K + 1` (more than any count) to each of its pairs, so only labelled pairs can reach 0.
+//! Everything a pair contributes (agreement, similarity, target weight, mask) is a function of
+//! `(inter, a, b)` and of whether both samples are labelled. With `R = K + 1`, one small
+//! `[rows, 3K + 2] x [3K + 2, B]` matmul gives each pair the exact integer code
+//! `R² inter + R a + b`, plus `R³` for each unlabelled sample of the pair. The target weight and
+//! the mask are then looked up in tables of `3 R³` entries, which hold the formulas evaluated
+//! on every code and stay in cache. So a label-aware loss adds a code and one lookup per table
+//! to CLIP, however complex the similarity. The tables depend only on the configuration, `K`,
+//! kind and device, and are kept per thread. For `R > 64` they would pass 786,432 entries, and
+//! the same formulas are evaluated on the `B x B` counts instead.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
+
+/// Largest `R = K + 1` for which pairs are looked up by code.
+const MAX_CODED_RADIX: i64 = 64;
 
 /// Per-sample label tensors of one batch, in the loss's compute kind.
 pub(crate) struct LabelTable {
@@ -28,13 +40,57 @@ pub(crate) struct LabelTable {
     cmp: Tensor,
     /// Labelled samples, bool `[B]`.
     labeled: Tensor,
-    /// `u_i . v_j` = disagreements of `(i, j)`, plus `3K + 1` when either is unlabelled.
-    agree_u: Tensor,
-    agree_v: Tensor,
-    target: Target,
-    similarity: LabelSimilarity,
-    label_temperature: f64,
-    threshold: Option<f64>,
+    /// How pairs are evaluated: by code lookup or from their counts.
+    pairs: PairEval,
+    cfg: ItlLossConfig,
+}
+
+enum PairEval {
+    /// `code_ij = u_i . v_j`, and the tables indexed by it.
+    Coded {
+        u: Tensor,
+        v: Tensor,
+        tables: Tables,
+    },
+    /// The formulas on `B x B` counts (label sets too large for tables).
+    Counts,
+}
+
+/// Lookup tables of pairs of two different samples, indexed by pair code.
+struct Tables {
+    /// Target weight `E`, see [`Weights::Rows`]; `None` for `T = I`.
+    weight: Option<Tensor>,
+    /// Mask, see [`RowTargets::bias`]; `None` without a threshold.
+    bias: Option<Tensor>,
+    /// The mask as i64 0/1 flags, for counting.
+    removed: Option<Tensor>,
+}
+
+impl Tables {
+    fn shallow_clone(&self) -> Tables {
+        let copy = |t: &Option<Tensor>| t.as_ref().map(Tensor::shallow_clone);
+        Tables {
+            weight: copy(&self.weight),
+            bias: copy(&self.bias),
+            removed: copy(&self.removed),
+        }
+    }
+}
+
+thread_local! {
+    /// Tables already built on this thread: building them costs more than a small batch's
+    /// loss, and they depend only on the key.
+    static TABLES: RefCell<HashMap<String, Tables>> = RefCell::new(HashMap::new());
+}
+
+/// The value that removes a pair: added to its logit, `exp` of it is exactly 0. Finite (half
+/// the kind's largest magnitude), so that `0 * mask` stays 0 where a zero target meets it,
+/// and far faster through `exp` than `-inf`.
+pub(crate) fn removed_logit(kind: Kind) -> f64 {
+    match kind {
+        Kind::Double => -f64::MAX / 2.0,
+        _ => -f64::from(f32::MAX) / 2.0,
+    }
 }
 
 /// The targets of a block of rows: `T_rj = E_rj / z_r`, with `E` symmetric in which pairs it
@@ -55,8 +111,10 @@ pub(crate) enum Weights {
 pub(crate) struct RowTargets {
     /// The target, see [`Weights`].
     pub weights: Weights,
-    /// Pairs removed from the softmax denominator, bool `[c, B]`; `None` when masking is off.
-    pub removed: Option<Tensor>,
+    /// The mask as an additive term for the logits, `[c, B]`: 0 where a pair is kept,
+    /// [`removed_logit`] where it is removed from the softmax denominator; `None` when masking
+    /// is off.
+    pub bias: Option<Tensor>,
     /// Number of removed pairs in the block (i64 scalar).
     pub removed_count: Tensor,
     /// Number of columns with target weight, summed over the block's rows (i64 scalar).
@@ -94,22 +152,18 @@ impl LabelTable {
         };
         let labeled = known.any_dim(1, false);
         let (pos, cmp) = (pos.to_kind(kind), cmp.to_kind(kind));
-        let k = codes.size()[1];
-        let big = (labeled.logical_not().to_kind(kind) * (3 * k + 1) as f64).unsqueeze(1);
-        let one = big.ones_like();
-        // disagree = P_i.C_j + C_i.P_j - 2 P_i.P_j  (+ big_i + big_j)
-        let agree_u = Tensor::cat(&[&pos, &cmp, &(&pos * -2.0), &big, &one], 1);
-        let agree_v = Tensor::cat(&[&cmp, &pos, &pos, &one, &big], 1);
+        let radix = codes.size()[1] + 1;
+        let pairs = if radix <= MAX_CODED_RADIX {
+            coded(&pos, &cmp, &labeled, radix, cfg)
+        } else {
+            PairEval::Counts
+        };
         Self {
             pos,
             cmp,
             labeled,
-            agree_u,
-            agree_v,
-            target: cfg.target,
-            similarity: cfg.similarity,
-            label_temperature: cfg.label_temperature,
-            threshold: cfg.false_negative_threshold,
+            pairs,
+            cfg: cfg.clone(),
         }
     }
 
@@ -121,78 +175,180 @@ impl LabelTable {
     /// Targets and mask of rows `r0 .. r0 + c`.
     pub fn rows(&self, r0: i64, c: i64) -> RowTargets {
         let device = self.pos.device();
-        let kind = self.pos.kind();
-        let p_r = self.pos.narrow(0, r0, c);
-        let c_r = self.cmp.narrow(0, r0, c);
-        // both[r, j]: rows r0+r and j are both labelled.
-        let both = || {
-            self.labeled
-                .narrow(0, r0, c)
-                .unsqueeze(1)
-                .logical_and(&self.labeled.unsqueeze(0))
-        };
-        // agree[r, j]: both labelled and equal positive sets; the diagonal always true.
-        let agree = || {
-            let disagree = self.agree_u.narrow(0, r0, c).matmul(&self.agree_v.tr());
-            let a = disagree.eq(0);
-            let _ = a.diagonal(r0, 0, 1).fill_(1);
-            a
-        };
-        // Label similarity in [0, 1], meaningful where both are labelled.
-        let similarity = || {
-            let inter = p_r.matmul(&self.pos.tr());
-            let a = p_r.matmul(&self.cmp.tr());
-            let b = c_r.matmul(&self.pos.tr());
-            let both_empty = (&a + &b).eq(0);
-            let sim = match self.similarity {
-                LabelSimilarity::Jaccard => &inter / (a + b - &inter).clamp_min(1.0),
-                LabelSimilarity::Cosine => &inter / (a * b).sqrt().clamp_min(1.0),
-            };
-            sim.masked_fill(&both_empty, 1.0)
-        };
-
-        let (weights, positives, agreed) = match self.target {
-            Target::Identity => {
-                let positives = Tensor::from(c).to_device(device);
-                (Weights::Identity, positives, None)
+        let masks = self.cfg.false_negative_threshold.is_some();
+        let (weight, bias, counted) = if self.cfg.target == Target::Identity && !masks {
+            (None, None, None)
+        } else {
+            match &self.pairs {
+                PairEval::Coded { u, v, tables } => {
+                    let code = u
+                        .narrow(0, r0, c)
+                        .matmul(&v.tr())
+                        .to_kind(Kind::Int)
+                        .view([-1]);
+                    let n = v.size()[0];
+                    let look = |table: &Tensor| table.index_select(0, &code).view([c, n]);
+                    // Removed pairs counted from a histogram of the codes (one cheap pass),
+                    // less the own pairs, which are never removed.
+                    let counted = tables.removed.as_ref().map(|flags| {
+                        let histogram = code.bincount::<Tensor>(None, flags.size()[0]);
+                        let own = code.view([c, n]).diagonal(r0, 0, 1).to_kind(Kind::Int64);
+                        (histogram * flags).sum(Kind::Int64) - flags.take(&own).sum(Kind::Int64)
+                    });
+                    let weight = tables.weight.as_ref().map(look);
+                    (weight, tables.bias.as_ref().map(look), counted)
+                }
+                PairEval::Counts => {
+                    let p_r = self.pos.narrow(0, r0, c);
+                    let c_r = self.cmp.narrow(0, r0, c);
+                    let inter = p_r.matmul(&self.pos.tr());
+                    let a = p_r.matmul(&self.cmp.tr());
+                    let b = c_r.matmul(&self.pos.tr());
+                    let both = self
+                        .labeled
+                        .narrow(0, r0, c)
+                        .unsqueeze(1)
+                        .logical_and(&self.labeled.unsqueeze(0));
+                    let (weight, bias) = evaluate(&self.cfg, &inter, &a, &b, &both);
+                    (weight, bias, None)
+                }
             }
-            Target::MultiPositive => {
-                let a = agree();
-                let e = a.to_kind(kind);
-                let z = e.sum_dim_intlist(1, false, kind);
+        };
+        // The own pair: always a target with weight 1, never removed.
+        if let Some(e) = &weight {
+            let _ = e.diagonal(r0, 0, 1).fill_(1.0);
+        }
+        if let Some(m) = &bias {
+            let _ = m.diagonal(r0, 0, 1).fill_(0.0);
+        }
+        let removed_count = counted
+            .or_else(|| bias.as_ref().map(|m| m.lt(0.0).sum(Kind::Int64)))
+            .unwrap_or_else(|| Tensor::from(0i64).to_device(device));
+        let (weights, positives) = match (self.cfg.target, weight) {
+            (Target::MultiPositive, Some(e)) => {
+                let z = e.sum_dim_intlist(1, false, e.kind());
                 let positives = z.sum(Kind::Int64);
-                (Weights::Rows { e, z }, positives, Some(a))
+                (Weights::Rows { e, z }, positives)
             }
-            Target::Soft => {
-                let support = both();
-                let _ = support.diagonal(r0, 0, 1).fill_(1);
-                // exp((S - 1) / tau) <= 1, = 1 on the diagonal, 0 off the support.
-                let e = ((similarity() - 1.0) / self.label_temperature)
-                    .masked_fill(&support.logical_not(), f64::NEG_INFINITY)
-                    .exp();
-                let z = e.sum_dim_intlist(1, false, kind);
-                let positives = support.sum(Kind::Int64);
-                (Weights::Rows { e, z }, positives, None)
+            (Target::Soft, Some(e)) => {
+                let z = e.sum_dim_intlist(1, false, e.kind());
+                // The support: pairs of labelled samples, and each own pair.
+                let labelled_rows = self.labeled.narrow(0, r0, c).sum(Kind::Int64);
+                let positives = &labelled_rows * self.labeled_count() + (c - &labelled_rows);
+                (Weights::Rows { e, z }, positives)
             }
-        };
-
-        let removed = self.threshold.map(|th| {
-            let mut m = similarity().ge(th).logical_and(&both());
-            if let Some(a) = &agreed {
-                m = m.logical_and(&a.logical_not());
-            }
-            let _ = m.diagonal(r0, 0, 1).fill_(0);
-            m
-        });
-        let removed_count = match &removed {
-            Some(m) => m.sum(Kind::Int64),
-            None => Tensor::from(0i64).to_device(device),
+            _ => (Weights::Identity, Tensor::from(c).to_device(device)),
         };
         RowTargets {
             weights,
-            removed,
+            bias,
             removed_count,
             positives,
         }
+    }
+}
+
+/// Target weight `E` and mask of pairs of two different samples with the given counts, where
+/// `both` says that both are labelled.
+fn evaluate(
+    cfg: &ItlLossConfig,
+    inter: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    both: &Tensor,
+) -> (Option<Tensor>, Option<Tensor>) {
+    let kind = inter.kind();
+    let agree = || (a + b - inter * 2.0).eq(0).logical_and(both);
+    let similarity = || {
+        let both_empty = (a + b).eq(0);
+        let sim = match cfg.similarity {
+            LabelSimilarity::Jaccard => inter / (a + b - inter).clamp_min(1.0),
+            LabelSimilarity::Cosine => inter / (a * b).sqrt().clamp_min(1.0),
+        };
+        sim.masked_fill(&both_empty, 1.0)
+    };
+    let weight = match cfg.target {
+        Target::Identity => None,
+        Target::MultiPositive => Some(agree().to_kind(kind)),
+        // exp((S - 1) / tau) <= 1, and 0 off the support.
+        Target::Soft => Some(
+            ((similarity() - 1.0) / cfg.label_temperature)
+                .masked_fill(&both.logical_not(), f64::NEG_INFINITY)
+                .exp(),
+        ),
+    };
+    let bias = cfg.false_negative_threshold.map(|th| {
+        let mut removed = similarity().ge(th).logical_and(both);
+        if cfg.target == Target::MultiPositive {
+            removed = removed.logical_and(&agree().logical_not());
+        }
+        inter
+            .zeros_like()
+            .masked_fill(&removed, removed_logit(kind))
+    });
+    (weight, bias)
+}
+
+/// The code vectors and lookup tables of a batch whose label sets fit `radix`.
+fn coded(
+    pos: &Tensor,
+    cmp: &Tensor,
+    labeled: &Tensor,
+    radix: i64,
+    cfg: &ItlLossConfig,
+) -> PairEval {
+    let kind = pos.kind();
+    let cube = radix * radix * radix;
+    // code = R² P_i.P_j + R P_i.C_j + C_i.P_j + R³ (unlabelled_i + unlabelled_j)
+    let unl = (labeled.logical_not().to_kind(kind) * cube as f64).unsqueeze(1);
+    let one = unl.ones_like();
+    let r = radix as f64;
+    let u = Tensor::cat(&[&(pos * (r * r)), &(pos * r), cmp, &unl, &one], 1);
+    let v = Tensor::cat(&[pos, cmp, pos, &one, &unl], 1);
+    let key = format!(
+        "{:?} {:?} {:?} {} {:?} {radix} {kind:?} {:?}",
+        cfg.target,
+        cfg.similarity,
+        cfg.uncertain,
+        cfg.label_temperature.to_bits(),
+        cfg.false_negative_threshold.map(f64::to_bits),
+        pos.device()
+    );
+    let cached = TABLES.with(|t| t.borrow().get(&key).map(Tables::shallow_clone));
+    let tables = cached.unwrap_or_else(|| {
+        let tables = build_tables(radix, kind, pos.device(), cfg);
+        TABLES.with(|t| {
+            let mut t = t.borrow_mut();
+            if t.len() >= 16 {
+                t.clear();
+            }
+            t.insert(key, tables.shallow_clone());
+        });
+        tables
+    });
+    PairEval::Coded { u, v, tables }
+}
+
+/// Every code, decoded, with the formulas evaluated on it: the first R³ codes are pairs of
+/// labelled samples, the rest pairs with an unlabelled sample.
+fn build_tables(radix: i64, kind: Kind, device: Device, cfg: &ItlLossConfig) -> Tables {
+    let cube = radix * radix * radix;
+    let index = Tensor::arange(3 * cube, (Kind::Int64, device));
+    let within = index.remainder(cube);
+    let inter = within
+        .divide_scalar_mode(radix * radix, "floor")
+        .to_kind(kind);
+    let a = within
+        .divide_scalar_mode(radix, "floor")
+        .remainder(radix)
+        .to_kind(kind);
+    let b = within.remainder(radix).to_kind(kind);
+    let both = index.lt(cube);
+    let (weight, bias) = evaluate(cfg, &inter, &a, &b, &both);
+    let removed = bias.as_ref().map(|m| m.lt(0.0).to_kind(Kind::Int64));
+    Tables {
+        weight,
+        bias,
+        removed,
     }
 }

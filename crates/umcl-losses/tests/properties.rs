@@ -299,6 +299,37 @@ fn permuting_the_batch_leaves_the_loss_unchanged() {
     }
 }
 
+/// Unmentioned findings count as absent and are compared like negatives, so appending 70 of
+/// them to every sample changes no pair: not the targets, the masks or the diagnostics. With
+/// 75 findings the pairs are evaluated from their counts instead of the lookup tables used for
+/// small label sets (`K + 1 <= 64`), so this also checks that both ways agree.
+#[test]
+fn padding_with_unmentioned_findings_changes_nothing() {
+    tch::manual_seed(11);
+    let (n, k, pad) = (24, 5, 70);
+    let img = randn(&[n, 8], Kind::Double);
+    let txt = randn(&[n, 8], Kind::Double);
+    let ls = Tensor::from(2.0f64);
+    let labels = random_labels(n, k);
+    let padded = Tensor::cat(
+        &[&labels, &Tensor::full([n, pad], -2, (Kind::Int64, CPU))],
+        1,
+    );
+    for base in configs() {
+        for chunk in [None, Some(7)] {
+            let cfg = ItlLossConfig {
+                chunk_size: chunk,
+                ..base.clone()
+            };
+            let small = itl_loss(&img, &txt, &labels, &ls, &cfg).unwrap();
+            let large = itl_loss(&img, &txt, &padded, &ls, &cfg).unwrap();
+            let (a, b) = (small.loss.double_value(&[]), large.loss.double_value(&[]));
+            assert!((a - b).abs() < 1e-12, "{cfg:?}: {a} vs {b}");
+            assert_eq!(small.diagnostics, large.diagnostics, "{cfg:?}");
+        }
+    }
+}
+
 fn all_finite(t: &Tensor) -> bool {
     t.isfinite().all().int64_value(&[]) == 1
 }
