@@ -154,13 +154,18 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         bail!("no bench group left to run");
     }
     crate::setup::ensure(root, false)?;
+    // A failing group is reported at the end; the others still run and are tabulated.
     let mut rows = Vec::new();
+    let mut failed = Vec::new();
     for group in &selected {
         eprintln!("xtask: bench: group {}", group.name);
         let started = SystemTime::now();
         let mut printed = Vec::new();
         if group.name == "train-step" {
-            train_step(root)?;
+            if let Err(e) = train_step(root) {
+                eprintln!("xtask: bench: group train-step: {e:#}");
+                failed.push(group.name);
+            }
         }
         for (package, benches) in group.suites {
             if !package_has_benches(root, package)? {
@@ -172,17 +177,30 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             for b in *benches {
                 cmd.args(["--bench", b]);
             }
-            printed.extend(run_capturing(&mut cmd)?);
+            match run_capturing(&mut cmd) {
+                Ok(lines) => printed.extend(lines),
+                Err(e) => {
+                    eprintln!("xtask: bench: group {}: {e:#}", group.name);
+                    failed.push(group.name);
+                }
+            }
         }
         rows.extend(criterion_rows(root, started, group.name)?);
-        rows.extend(raw_rows(root, started)?);
+        rows.extend(raw_rows(root, started));
         rows.extend(image_rows(&printed));
     }
     let command = std::iter::once("cargo xtask bench".to_string())
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    report(root, &rows, &command)
+    report(root, &rows, &command)?;
+    if !failed.is_empty() {
+        bail!(
+            "bench groups that failed (see above): {}",
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn find_group(name: &str) -> Result<&'static Group> {
@@ -357,11 +375,12 @@ fn json_string(text: &str, key: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_string())
 }
 
-/// Rows of the side-by-side benches' raw files written since `since`.
-fn raw_rows(root: &Path, since: SystemTime) -> Result<Vec<Row>> {
+/// Rows of the side-by-side benches' raw files written since `since`; a line that does not
+/// parse (a case whose run failed) is reported and left out.
+fn raw_rows(root: &Path, since: SystemTime) -> Vec<Row> {
     let dir = root.join("target/bench/raw");
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()
@@ -371,18 +390,25 @@ fn raw_rows(root: &Path, since: SystemTime) -> Result<Vec<Row>> {
     files.sort();
     let mut rows = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f)?;
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            eprintln!("xtask: bench: cannot read {}", f.display());
+            continue;
+        };
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            rows.push(
-                parse_raw_line(line)
-                    .with_context(|| format!("{}:{}: bad result line", f.display(), i + 1))?,
-            );
+            match parse_raw_line(line) {
+                Ok(row) => rows.push(row),
+                Err(e) => eprintln!(
+                    "xtask: bench: {}:{}: result line left out: {e:#}",
+                    f.display(),
+                    i + 1
+                ),
+            }
         }
     }
-    Ok(rows)
+    rows
 }
 
 /// `group \t case \t ours \t reference \t unit \t lower|higher \t device \t note`; the
