@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
-use umcl_data::augment::{self, Augment};
+use umcl_data::augment::Augment;
 use umcl_data::images::{Fit, Preprocess};
 
 fn repo_root() -> PathBuf {
@@ -44,12 +44,12 @@ fn pre() -> Preprocess {
     }
 }
 
-/// One image through the whole pipeline, into `out`.
+/// One image through the whole pipeline, into `out`: read, decode, resize (8-bit pixels go
+/// straight into the filter), augment and normalise, as the loader does it.
 fn pipeline(path: &Path, index: u64, aug: &Augment, pre: &Preprocess, out: &mut [f32]) {
-    // Decode and resize (8-bit pixels go straight into the filter), then augment+normalise.
-    let resized = pre.load(path).expect("the bench images decode");
     let params = aug.sample(pre.size, 0, 0, index);
-    augment::apply(&resized, &params, pre, out).expect("valid options");
+    pre.load_into(path, Some(&params), out)
+        .expect("the bench images decode");
 }
 
 fn run_all(files: &[PathBuf], threads: usize) {

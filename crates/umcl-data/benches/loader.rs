@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use umcl_data::augment::{self, Augment};
+use umcl_data::augment::Augment;
 use umcl_data::images::Preprocess;
 use umcl_data::loader::{Loader, LoaderConfig};
 use umcl_data::phantom;
@@ -59,9 +59,9 @@ fn single_thread(files: &[PathBuf], cfg: &LoaderConfig) {
     let aug = cfg.augment.as_ref().expect("augmenting config");
     let mut out = vec![0.0f32; pre.output_len()];
     for (i, f) in files.iter().enumerate() {
-        let img = pre.load(f).expect("bench images decode");
         let p = aug.sample(pre.size, cfg.seed, 0, i as u64);
-        augment::apply(&img, &p, pre, &mut out).expect("valid options");
+        pre.load_into(f, Some(&p), &mut out)
+            .expect("bench images decode");
     }
 }
 

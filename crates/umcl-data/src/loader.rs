@@ -35,7 +35,7 @@ use crossbeam_channel::{bounded, Receiver};
 use ndarray::{Array2, Array4, Axis};
 use rayon::prelude::*;
 
-use crate::augment::{self, Augment, Rng};
+use crate::augment::{Augment, Rng};
 use crate::images::{ImageError, Preprocess};
 use crate::sample::Sample;
 use crate::schema::LabelState;
@@ -127,6 +127,58 @@ pub struct Batch {
     pub ids: Vec<String>,
     /// Positions of the samples in the loader's sample list.
     pub indices: Vec<usize>,
+    /// Where the image array goes back to when the batch is dropped, for a later batch.
+    recycle: Option<Arc<Recycler>>,
+}
+
+impl Drop for Batch {
+    /// Hands the image array back to the loader, which fills it again for a later batch
+    /// instead of allocating (and the kernel zero-filling) about 19 MB per batch of 32.
+    fn drop(&mut self) {
+        if let Some(r) = self.recycle.take() {
+            let (data, offset) = std::mem::take(&mut self.images).into_raw_vec_and_offset();
+            if offset.unwrap_or(0) == 0 {
+                r.put(data);
+            }
+        }
+    }
+}
+
+/// Image arrays of dropped batches, kept for the next ones (at most `cap`).
+#[derive(Default)]
+struct Recycler {
+    spare: std::sync::Mutex<Vec<Vec<f32>>>,
+    cap: usize,
+}
+
+impl std::fmt::Debug for Recycler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recycler")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recycler {
+    /// A spare array of exactly `len` values (with stale contents), or a new zeroed one.
+    fn take(&self, len: usize) -> Vec<f32> {
+        let found = self.spare.lock().ok().and_then(|mut spare| {
+            let at = spare.iter().position(|v| v.len() == len)?;
+            Some(spare.swap_remove(at))
+        });
+        found.unwrap_or_else(|| vec![0.0; len])
+    }
+
+    fn put(&self, data: Vec<f32>) {
+        if data.is_empty() {
+            return;
+        }
+        if let Ok(mut spare) = self.spare.lock() {
+            if spare.len() < self.cap {
+                spare.push(data);
+            }
+        }
+    }
 }
 
 impl Batch {
@@ -174,7 +226,12 @@ struct Shared {
     cfg: LoaderConfig,
     pool: rayon::ThreadPool,
     keys: usize,
+    recycler: Arc<Recycler>,
 }
+
+/// Batches being built on the pool at once: while the last images of one batch finish, the
+/// idle threads start on the next, so no thread waits at a batch boundary.
+const IN_FLIGHT: usize = 2;
 
 impl Loader {
     /// A loader over `samples`. Checks the options and that every sample has as many labels
@@ -214,11 +271,18 @@ impl Loader {
             .thread_name(|i| format!("umcl-loader-{i}"))
             .build()
             .map_err(|e| LoaderError::Invalid(format!("cannot start the thread pool: {e}")))?;
+        // Batches alive at once: the consumer's, those in the channel, the one waiting to go
+        // in, and those being built.
+        let cap = cfg.prefetch.max(1) + IN_FLIGHT + 1;
         Ok(Self {
             shared: Arc::new(Shared {
                 samples,
                 tokenizer,
                 cfg,
+                recycler: Arc::new(Recycler {
+                    spare: Default::default(),
+                    cap,
+                }),
                 pool,
                 keys,
             }),
@@ -306,11 +370,48 @@ impl Loader {
         let handle = std::thread::Builder::new()
             .name("umcl-loader".into())
             .spawn(move || {
-                for chunk in chunks {
-                    let msg = shared.build(&chunk, epoch);
+                // Up to IN_FLIGHT batches are built on the pool at once, handed on in order.
+                // After a stop (an error, or the consumer gone) the batches in flight are
+                // still waited for, so no job outlives the epoch.
+                let mut chunks = chunks.into_iter();
+                let mut pending = std::collections::VecDeque::new();
+                let mut stopped = false;
+                loop {
+                    while !stopped && pending.len() < IN_FLIGHT {
+                        let Some(chunk) = chunks.next() else { break };
+                        let (job_tx, job_rx) = bounded::<Built>(1);
+                        let job_shared = Arc::clone(&shared);
+                        shared.pool.spawn(move || {
+                            let msg =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    job_shared.build(&chunk, epoch)
+                                }))
+                                .unwrap_or_else(|_| {
+                                    Err(LoaderError::Invalid(
+                                        "internal: building a batch panicked".into(),
+                                    ))
+                                });
+                            // Drop the loader's state before handing over, so the pool never
+                            // outlives its last user on one of its own threads.
+                            drop(job_shared);
+                            let _ = job_tx.send(msg);
+                        });
+                        pending.push_back(job_rx);
+                    }
+                    let Some(job_rx) = pending.pop_front() else {
+                        break;
+                    };
+                    let msg = job_rx.recv().unwrap_or_else(|_| {
+                        Err(LoaderError::Invalid(
+                            "internal: a batch job ended without a result".into(),
+                        ))
+                    });
+                    if stopped {
+                        continue;
+                    }
                     let stop = msg.is_err();
                     if tx.send(msg).is_err() || stop {
-                        break;
+                        stopped = true;
                     }
                 }
             });
@@ -349,7 +450,9 @@ impl Shared {
         let (c, s) = (pre.channels, pre.size);
         let b = idx.len();
         let plane = c * s * s;
-        let mut flat = vec![0.0f32; b * plane];
+        // Every row is written in full (zeros for a sample without an image), so a recycled
+        // array needs no clearing.
+        let mut flat = self.recycler.take(b * plane);
         let (image_results, text) = self.pool.install(|| {
             rayon::join(
                 || {
@@ -417,6 +520,7 @@ impl Shared {
             labels,
             ids: kept.iter().map(|&i| self.samples[i].id.clone()).collect(),
             indices: kept,
+            recycle: Some(Arc::clone(&self.recycler)),
         };
         Ok((Some(batch), skipped))
     }
@@ -425,17 +529,16 @@ impl Shared {
     /// the sample has no image; errors name the file.
     fn load_image(&self, i: usize, epoch: u64, out: &mut [f32]) -> Result<bool, ImageError> {
         let Some(path) = &self.samples[i].image else {
+            out.fill(0.0);
             return Ok(false);
         };
         let pre = &self.cfg.preprocess;
-        let img = pre.load(path)?;
-        match &self.cfg.augment {
-            Some(aug) => {
-                let params = aug.sample(pre.size, self.cfg.seed, epoch, i as u64);
-                augment::apply(&img, &params, pre, out)?;
-            }
-            None => pre.normalise_into(img.pixels(), out),
-        }
+        let params = self
+            .cfg
+            .augment
+            .as_ref()
+            .map(|aug| aug.sample(pre.size, self.cfg.seed, epoch, i as u64));
+        pre.load_into(path, params.as_ref(), out)?;
         Ok(true)
     }
 

@@ -240,3 +240,87 @@ fn augmentation_is_seeded_per_sample_and_stays_in_range() {
     // Off by default.
     assert!((0..200).all(|i| !Augment::default().sample(224, 0, 0, i).flip));
 }
+
+/// A seeded smooth-ish grayscale pattern, `w` x `h`.
+fn pattern(w: u32, h: u32) -> ImageBuffer<Luma<u8>, Vec<u8>> {
+    ImageBuffer::from_fn(w, h, |x, y| {
+        Luma([((x * 7 + y * 3) % 256) as u8 ^ ((x * y) % 61) as u8])
+    })
+}
+
+#[test]
+fn load_into_gives_load_then_augment_or_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let gray = pattern(57, 41);
+    let png = dir.path().join("g.png");
+    gray.save(&png).unwrap();
+    let jpg = dir.path().join("g.jpg");
+    gray.save(&jpg).unwrap();
+    let rgb = dir.path().join("rgb.jpg");
+    image::DynamicImage::ImageLuma8(gray.clone())
+        .to_rgb8()
+        .save(&rgb)
+        .unwrap();
+    let aug = Augment::default();
+    for path in [&png, &jpg, &rgb] {
+        for fit in [Fit::PadToSquare, Fit::CenterCrop, Fit::Stretch] {
+            for size in [24, 13] {
+                let p = pre(size, fit);
+                let resized = p.load(path).unwrap();
+                let mut want = vec![0.0; p.output_len()];
+                let mut got = vec![1.0; p.output_len()];
+                p.process(&resized, &mut want).unwrap();
+                p.load_into(path, None, &mut got).unwrap();
+                assert_eq!(
+                    got,
+                    want,
+                    "{} {fit:?} {size}, no augmentation",
+                    path.display()
+                );
+                for index in 0..4 {
+                    let params = aug.sample(size, 5, 0, index);
+                    augment::apply(&resized, &params, &p, &mut want).unwrap();
+                    p.load_into(path, Some(&params), &mut got).unwrap();
+                    assert_eq!(
+                        got,
+                        want,
+                        "{} {fit:?} {size}, sample {index}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    let mut short = vec![0.0; 5];
+    assert!(pre(4, Fit::Stretch)
+        .load_into(&png, None, &mut short)
+        .is_err());
+    let err = pre(4, Fit::Stretch)
+        .load_into(dir.path().join("missing.jpg"), None, &mut [0.0; 16])
+        .unwrap_err();
+    assert!(err.to_string().contains("missing.jpg"), "{err}");
+}
+
+/// Grayscale JPEGs decode with libjpeg-turbo where the crate was built with it, else with
+/// zune-jpeg: within a level of the `image` crate's decoding, and a truncated file is no
+/// crash.
+#[test]
+fn grayscale_jpeg_decodes_like_the_image_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let jpg = dir.path().join("g.jpg");
+    pattern(70, 45).save(&jpg).unwrap();
+    let ours = images::load(&jpg).unwrap();
+    let theirs = image::open(&jpg).unwrap().to_luma8();
+    assert_eq!((ours.width(), ours.height()), (70, 45));
+    for (a, &b) in ours.pixels().iter().zip(theirs.as_raw()) {
+        assert!((a * 255.0 - b as f32).abs() <= 1.01, "{a} vs {b}");
+    }
+    let bytes = std::fs::read(&jpg).unwrap();
+    let cut = dir.path().join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let mut out = vec![0.0; 16 * 16];
+    // Either an error naming the file or an image (decoders fill a truncated scan).
+    if let Err(e) = pre(16, Fit::Stretch).load_into(&cut, None, &mut out) {
+        assert!(e.to_string().contains("cut.jpg"), "{e}");
+    }
+}

@@ -199,7 +199,11 @@ fn a_bad_image_is_an_error_naming_it_or_a_counted_skip() {
     )
     .unwrap();
     let mut epoch = lenient.epoch(0);
-    let got: Vec<usize> = (&mut epoch).flat_map(|b| b.unwrap().indices).collect();
+    // A Batch hands its image array back to the loader on drop, so fields are taken, not
+    // moved out.
+    let got: Vec<usize> = (&mut epoch)
+        .flat_map(|b| std::mem::take(&mut b.unwrap().indices))
+        .collect();
     // Batch [2, 3] lost both samples and is not yielded at all.
     assert_eq!(got, [0, 1, 4, 5]);
     let stats = epoch.stats();
