@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use tch::{Kind, Tensor};
 use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 
+mod bench_cmd;
 mod data_cmd;
 mod label_cmd;
 mod models_cmd;
@@ -55,6 +56,12 @@ enum Command {
     ///
     /// Example: umcl classify --checkpoint runs/phantom-cpu image.png
     Classify(train_cmd::ClassifyArgs),
+    /// Benchmarks: `bench step` times the training step (forward, loss, backward, AdamW) on
+    /// random inputs, for comparison with the PyTorch reference.
+    ///
+    /// Example: umcl bench step --model resnet50-bert-base --batch 64 --steps 5 --json step.json
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 /// Options that choose where libtorch runs.
@@ -107,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train_cmd::train(&args),
         Command::Eval(args) => train_cmd::eval(&args),
         Command::Classify(args) => train_cmd::classify(&args),
+        Command::Bench(cmd) => bench_cmd::run(&cmd),
     }
 }
 
