@@ -126,8 +126,10 @@ const LAUNCH_VARS: [&str; 6] = [
 ];
 
 /// `umcl train --nproc N`: starts N copies of this command as ranks 0..N of one data-parallel
-/// run on 127.0.0.1 and waits for them. When one fails, the others are given the configured
-/// `dist.timeout_s` (plus a little) to notice and stop by themselves, then killed.
+/// run on 127.0.0.1 and waits for them. When a rank fails, the others are given
+/// `min(dist.timeout_s, 30)` + 5 seconds to notice and stop by themselves (with Gloo they see a
+/// dead peer's sockets close at once), then killed; when rank 0 fails they are killed at once,
+/// since the rendezvous store lives in rank 0.
 fn launch(args: &TrainArgs, cfg: &mut TrainConfig, n: usize) -> Result<()> {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -210,16 +212,20 @@ fn launch(args: &TrainArgs, cfg: &mut TrainConfig, n: usize) -> Result<()> {
             .with_context(|| format!("cannot start rank {rank} ({})", exe.display()))?;
         children.push(Some(child));
     }
-    let grace = Duration::from_secs(cfg.dist.timeout_s.saturating_add(10));
+    let grace = Duration::from_secs(cfg.dist.timeout_s.min(30) + 5);
     let mut failures: Vec<String> = Vec::new();
-    let mut first_failure: Option<Instant> = None;
+    // When the ranks still running are stopped, once one has failed.
+    let mut deadline: Option<Instant> = None;
     loop {
         for (rank, slot) in children.iter_mut().enumerate() {
             let Some(child) = slot else { continue };
             if let Some(status) = child.try_wait().context("waiting for a rank")? {
                 if !status.success() {
                     failures.push(format!("rank {rank} {}", describe(status)));
-                    first_failure.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    // Without rank 0 (and its store) the others cannot go on: no grace.
+                    let when = if rank == 0 { now } else { now + grace };
+                    deadline = Some(deadline.map_or(when, |t| t.min(when)));
                 }
                 *slot = None;
             }
@@ -227,15 +233,12 @@ fn launch(args: &TrainArgs, cfg: &mut TrainConfig, n: usize) -> Result<()> {
         if children.iter().all(Option::is_none) {
             break;
         }
-        if first_failure.is_some_and(|t| t.elapsed() > grace) {
+        if deadline.is_some_and(|t| Instant::now() >= t) {
             for (rank, slot) in children.iter_mut().enumerate() {
                 if let Some(child) = slot {
                     let _ = child.kill();
                     let _ = child.wait();
-                    failures.push(format!(
-                        "rank {rank} still running {}s after the first failure; killed",
-                        grace.as_secs()
-                    ));
+                    failures.push(format!("rank {rank} was stopped by the launcher"));
                     *slot = None;
                 }
             }
