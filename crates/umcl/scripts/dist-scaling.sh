@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel scaling on one machine: training samples/s of the phantom-cpu preset with
 #   1 rank x 1 thread, 1 rank x 2 threads, 2 ranks x 1 thread (umcl train --nproc 2, Gloo on
-#   127.0.0.1),
+#   127.0.0.1), and 1 rank x 1 thread pinned to one CPU (taskset),
 # each the median of REPEATS runs of STEPS steps. samples/s is the training loop's own figure
 # at the last step (rank 0's metrics.jsonl: global samples over loop wall time, before the final
 # validation), so process start, rendezvous and data indexing are left out.
@@ -16,12 +16,12 @@ REPEATS=${2:-3}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
-run() { # name threads [extra args...]
+run() { # name threads [extra args...]; PIN="taskset -c 0" runs it on one CPU
   local name=$1 threads=$2
   shift 2
   local rates=()
   for r in $(seq 1 "$REPEATS"); do
-    "$UMCL" train --preset phantom-cpu --quiet \
+    ${PIN:-} "$UMCL" train --preset phantom-cpu --quiet \
       --set run.out_dir="$OUT" --set run.name="$name-$r" --set run.steps="$STEPS" \
       --set run.threads="$threads" --set run.log_every="$STEPS" \
       --set run.checkpoint_every=100000 --set eval.every=0 --set eval.max_samples=16 \
@@ -40,3 +40,6 @@ echo "phantom-cpu, $STEPS steps, batch 64, data.workers=1 per rank, $(nproc) CPU
 run "1 rank x 1 thread" 1
 run "1 rank x 2 threads" 2
 run "2 ranks x 1 thread" 1 --nproc 2
+# Half of what two ranks have: one rank whose loader threads share its single CPU (in the rows
+# above a single-threaded rank's loader runs on the other, idle CPU).
+PIN="taskset -c 0" run "1 rank x 1 CPU" 1
