@@ -47,7 +47,7 @@ impl Validation {
     }
 }
 
-fn to_array(t: &Tensor) -> Result<Array2<f32>, TrainError> {
+pub(crate) fn to_array(t: &Tensor) -> Result<Array2<f32>, TrainError> {
     let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
     let size = t.size();
     let (rows, cols) = (size[0] as usize, size.get(1).copied().unwrap_or(1) as usize);

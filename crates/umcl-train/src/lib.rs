@@ -6,7 +6,8 @@
 //! - [`optim`]: AdamW over owned tensors and the warm-up + cosine schedule.
 //! - [`checkpoint`]: atomic checkpoints and exact resume.
 //! - [`distributed`]: data-parallel training over several processes (c10d, Gloo).
-//! - [`embed`], [`evaluate`]: embeddings of sample sets, zero-shot, retrieval, linear probe.
+//! - [`embed`], [`evaluate`]: embeddings of sample sets, zero-shot, retrieval, linear probe;
+//!   [`meta_task`]: zero-shot tasks whose truth is a metadata field.
 //! - [`metrics`], [`plots`], [`report`]: scores, PNG plots, the run's summary.
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod distributed;
 pub mod embed;
 pub mod error;
 pub mod evaluate;
+pub mod meta_task;
 pub mod optim;
 pub mod report;
 pub mod trainer;

@@ -300,6 +300,10 @@ pub struct EvalArgs {
     /// STEM.PART.jsonl next to the manifest.
     #[arg(long, value_parser = ["train", "val", "test"])]
     part: Option<String>,
+    /// With `--task zeroshot`: a task whose truth is a metadata field, with its classes and
+    /// prompts (TOML, e.g. data/tasks/covid-vs-other.toml), instead of schema classes.
+    #[arg(long)]
+    task_file: Option<PathBuf>,
     /// Where to write results.json, results.md and ROC plots [default: print only].
     #[arg(long)]
     output: Option<PathBuf>,
@@ -310,6 +314,12 @@ pub struct EvalArgs {
 
 /// Runs `umcl eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    // Checked before the model loads.
+    let meta_task = match (&args.task_file, args.task) {
+        (Some(path), Task::Zeroshot) => Some(umcl_train::meta_task::MetaTask::read(path)?),
+        (Some(_), _) => bail!("--task-file goes with --task zeroshot"),
+        (None, _) => None,
+    };
     let (backend, trained, classes) = load_trained(&args.checkpoint, args.device, &args.classes)?;
     let manifest = match &args.part {
         Some(part) => split_part(&args.manifest, part)?,
@@ -320,6 +330,18 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         ..args.clone()
     };
     let (json, markdown, roc) = match args.task {
+        Task::Zeroshot if meta_task.is_some() => {
+            let task = meta_task.as_ref().context("task file")?;
+            let r = umcl_train::meta_task::zero_shot_meta(
+                &trained.model,
+                &args.manifest,
+                &trained.tokenizer,
+                &trained.loader_cfg,
+                task,
+                backend.device,
+            )?;
+            (serde_json::to_string_pretty(&r)?, r.to_markdown(), None)
+        }
         Task::Zeroshot => {
             let r = evaluate::zero_shot_manifest(
                 &trained.model,

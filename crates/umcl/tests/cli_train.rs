@@ -214,6 +214,71 @@ fn a_run_killed_mid_step_and_resumed_ends_bitwise_identical() {
         !out.status.success() && err.contains("test part is empty"),
         "{err}"
     );
+    // A zero-shot task whose truth is a metadata field: the phantom eval images tagged with
+    // their finding, cardiomegaly against the rest, one value excluded.
+    let eval_manifest = dir.path().join("phantom/eval-5x200.jsonl");
+    let mut tagged = String::new();
+    let (mut cardio, mut rest, mut excluded) = (0, 0, 0);
+    for (i, line) in std::fs::read_to_string(&eval_manifest)
+        .unwrap()
+        .lines()
+        .enumerate()
+    {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if i > 0 {
+            let finding = v["labels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(_, code)| code.as_i64() == Some(1))
+                .map(|(k, _)| k.clone())
+                .unwrap();
+            match finding.as_str() {
+                "cardiomegaly" => cardio += 1,
+                "edema" => excluded += 1,
+                _ => rest += 1,
+            }
+            v["meta"] = serde_json::json!({ "finding": finding });
+        }
+        tagged.push_str(&v.to_string());
+        tagged.push('\n');
+    }
+    let tagged_path = dir.path().join("phantom/tagged.jsonl");
+    std::fs::write(&tagged_path, tagged).unwrap();
+    let task = dir.path().join("task.toml");
+    let task_text = |rest_line: &str| {
+        format!(
+            "name = \"cardiomegaly vs rest\"\nfield = \"finding\"\nexclude = [\"edema\"]\n\
+             [[classes]]\nname = \"cardio\"\nvalues = [\"cardiomegaly\"]\nprompts = [\"enlarged heart\"]\n\
+             [[classes]]\nname = \"rest\"\n{rest_line}\nprompts = [\"normal heart size\"]\n"
+        )
+    };
+    std::fs::write(&task, task_text("rest = true")).unwrap();
+    let eval_task = || {
+        let mut c = umcl();
+        c.args(["eval", "--task", "zeroshot", "--task-file"])
+            .arg(&task)
+            .arg("--checkpoint")
+            .arg(dir.path().join("runs/full"))
+            .arg("--manifest")
+            .arg(&tagged_path);
+        c
+    };
+    let out = ok(eval_task().output().unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{} samples ({excluded} left out)", cardio + rest)),
+        "{text}"
+    );
+    assert!(text.contains("ROC AUC of `cardio`"), "{text}");
+    // Without a `rest` class, a finding no class names is an error naming the sample.
+    std::fs::write(&task, task_text("values = [\"pneumothorax\"]")).unwrap();
+    let out = eval_task().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("belongs to no class") && err.contains("sample `"),
+        "{err}"
+    );
     let out = ok(umcl()
         .args(["classify", "--top-k", "2", "--checkpoint"])
         .arg(dir.path().join("runs/full"))
