@@ -5,7 +5,7 @@
 //! inputs, timed the same way (2 warm-up passes, then at least 5 passes and about 3 s, median).
 //! `cargo bench -p umcl-losses --bench losses_vs_torch`.
 //!
-//! The inputs are written to `target/bench/raw/loss_inputs_B<n>.*` for the reference, which
+//! The inputs are written to a temporary folder (`loss_inputs_B<n>.*`) for the reference, which
 //! also returns its loss values: the bench checks that both sides computed the same loss. The
 //! table goes to stdout and `target/bench/raw/losses-<device>.tsv` (read by `cargo xtask bench`).
 //!
@@ -101,7 +101,10 @@ fn main() {
         &repo_root().join("target/bench/raw").to_string_lossy(),
     ));
     std::fs::create_dir_all(&out).expect("the bench output folder can be created");
-    let prefix = out.join("loss_inputs");
+    // The inputs for the reference (16 MiB at B = 4096) live in a temporary folder.
+    let inputs = std::env::temp_dir().join(format!("umcl-loss-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&inputs).expect("a temporary folder can be created");
+    let prefix = inputs.join("loss_inputs");
     let configs: HashMap<_, _> = common::variants().into_iter().collect();
 
     // Ours: (batch, variant) -> (median ms, min ms, iterations, loss value).
@@ -217,6 +220,8 @@ fn main() {
             Err(e) => eprintln!("losses_vs_torch: cannot start {}: {e}", python.display()),
         }
     }
+
+    let _ = std::fs::remove_dir_all(&inputs);
 
     // group, case, ours, reference, unit, better, device, note
     let mut tsv = String::new();
