@@ -185,6 +185,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--count-flops", action="store_true",
                    help="count FLOPs per step with torch.utils.flop_counter (adds flops_per_step)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also report median forward (with loss), backward and optimizer times")
     p.add_argument("--json", default=None, help="also write the JSON line to this file")
     args = p.parse_args()
     if args.batch < 2 or args.seq < 2 or args.steps < 1:
@@ -229,6 +231,7 @@ def main():
 
     inputs = make_inputs(args.model, args.batch, args.seq, args.image_size, device)
     times = []
+    phases = []
     loss = None
     for i in range(args.warmup + args.steps):
         sync(device)
@@ -236,12 +239,20 @@ def main():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = model(*inputs)
+        if args.breakdown:
+            sync(device)
+            t1 = time.perf_counter()
         loss.backward()
+        if args.breakdown:
+            sync(device)
+            t2 = time.perf_counter()
         opt.step()
         sync(device)
         dt = time.perf_counter() - t0
         if i >= args.warmup:
             times.append(dt)
+            if args.breakdown:
+                phases.append((t1 - t0, t2 - t1, t0 + dt - t2))
         tag = " (warm-up)" if i < args.warmup else ""
         print(f"train_step.py: {args.model} step {i + 1}/{args.warmup + args.steps} "
               f"{dt:.3f} s{tag}", file=sys.stderr)
@@ -277,6 +288,9 @@ def main():
         record["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     if flops is not None:
         record["flops_per_step"] = flops
+    if phases:
+        med = [statistics.median(p[k] for p in phases) for k in range(3)]
+        record["breakdown_s"] = dict(zip(("forward_and_loss", "backward", "optimizer"), med))
     line = json.dumps(record)
     print(line)
     if args.json:
