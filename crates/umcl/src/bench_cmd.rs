@@ -109,6 +109,10 @@ pub struct StepArgs {
     /// and optimizer times too (the extra synchronisations cost a little on CUDA).
     #[arg(long)]
     breakdown: bool,
+    /// Flush denormal floats to zero on the CPU (FTZ and DAZ, set before libtorch starts its
+    /// threads, which inherit them), to tell whether denormal arithmetic slows a step.
+    #[arg(long)]
+    flush_denormal: bool,
 }
 
 /// Runs a `umcl bench` subcommand.
@@ -257,6 +261,9 @@ fn step(args: &StepArgs) -> Result<()> {
     if args.batch < 2 || args.seq < 2 || args.image_size < 32 || args.steps == 0 {
         bail!("bench step needs --batch >= 2, --seq >= 2, --image-size >= 32 and --steps >= 1");
     }
+    if args.flush_denormal {
+        flush_denormals();
+    }
     let backend = backend::init(&BackendConfig {
         device: args.device,
         threads: args.threads,
@@ -357,6 +364,7 @@ fn step(args: &StepArgs) -> Result<()> {
         "dtype": if bf16 { "bf16-autocast" } else { "fp32" },
         "threads": backend.threads,
         "optimizer": if args.no_fused { "adamw" } else { "adamw-fused" },
+        "flush_denormal": args.flush_denormal,
         "params": params,
         "warmup": args.warmup,
         "steps": args.steps,
@@ -387,6 +395,18 @@ fn step(args: &StepArgs) -> Result<()> {
         write_atomic(path, format!("{line}\n").as_bytes())?;
     }
     Ok(())
+}
+
+/// Sets FTZ and DAZ in this thread's MXCSR; threads started later inherit it.
+fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads and writes this thread's SSE control register; FTZ (bit 15) and DAZ
+    // (bit 6) only change how denormal floats are treated.
+    #[allow(deprecated)]
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
 }
 
 /// The time now, after waiting for the device, when phases are timed.
