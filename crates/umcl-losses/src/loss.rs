@@ -277,20 +277,22 @@ fn dense(f: &Features, table: &LabelTable, cfg: &ItlLossConfig) -> (Tensor, Tens
     // The logits with removed pairs pushed to `removed_logit`, where exp gives exactly 0. The
     // target weight of a removed pair is 0, so the target term can read them too.
     let logits = f.logits(rt.bias.as_ref());
-    let target_term = match &weights {
-        None => logits.diagonal(0, 0, 1).sum(None) * (w_it + w_ti),
-        // One pass, no `B x B` product held: sum_ij L_ij W_ij as a dot product.
-        Some(w) => logits.view([-1]).dot(&w.view([-1])),
+    // sum_i log p_ii over rows (dim 1) or columns (dim 0), p the softmax over the kept pairs.
+    let own_log_p = |dim: i64| logits.log_softmax(dim, f.kind).diagonal(0, 0, 1).sum(None);
+    let Some(w) = &weights else {
+        // T = I: -sum_i log p_ii in each direction, as CLIP, with no sum of large logits that
+        // would cancel.
+        let (a, b) = (own_log_p(1) * -w_it, own_log_p(0) * -w_ti);
+        return (a + b, rt.removed_count, rt.positives);
     };
-    // Sum over rows (dim 1) or columns (dim 0) of the log-sum-exp over the kept pairs. With
-    // pairs removed, the fused log-softmax is the faster of the two on the huge negative
-    // entries; the own pair is never removed, so LSE_i = L_ii - log_softmax(L)_ii.
+    // One pass, no `B x B` product held: sum_ij L_ij W_ij as a dot product.
+    let target_term = logits.view([-1]).dot(&w.view([-1]));
+    // Sum over rows or columns of the log-sum-exp over the kept pairs. With pairs removed, the
+    // fused log-softmax is the faster of the two on the huge negative entries; the own pair is
+    // never removed, so LSE_i = L_ii - log p_ii.
     let lse_sum = |dim: i64| match &rt.bias {
         None => logits.logsumexp([dim], false).sum(None),
-        Some(_) => {
-            let own = logits.diagonal(0, 0, 1);
-            (own - logits.log_softmax(dim, f.kind).diagonal(0, 0, 1)).sum(None)
-        }
+        Some(_) => logits.diagonal(0, 0, 1).sum(None) - own_log_p(dim),
     };
     let mut terms = vec![-target_term];
     if w_it > 0.0 {
