@@ -480,23 +480,9 @@ fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError
     if setup.dist.as_ref().is_some_and(|d| d.world() > 1) {
         return step_losses_dist(setup, b);
     }
-    let k = setup.cfg.data.accum_steps as i64;
     let n = b.ids.len() as i64;
-    let micro: Vec<(i64, i64)> = (0..k)
-        .map(|j| (j * n / k, (j + 1) * n / k))
-        .filter(|(a, z)| z > a)
-        .collect();
-    let features = |setup: &Setup, a: i64, z: i64| -> Result<(Tensor, Tensor), TrainError> {
-        let img = setup
-            .model
-            .encode_image(&b.images.narrow(0, a, z - a), true)?;
-        let txt = setup.model.encode_text(
-            &b.input_ids.narrow(0, a, z - a),
-            &b.attention_mask.narrow(0, a, z - a),
-            true,
-        )?;
-        Ok((img, txt))
-    };
+    let micro = micro_batches(setup.cfg.data.accum_steps as i64, n);
+    let features = |setup: &Setup, a: i64, z: i64| encode_rows(setup, b, a, z);
     if micro.len() == 1 {
         let (img, txt) = features(setup, 0, n)?;
         let classes = class_embeddings(setup)?;
@@ -557,12 +543,8 @@ fn step_losses_dist(setup: &Setup, b: &TensorBatch) -> Result<StepOut, TrainErro
         return Err(TrainError::Eval("not a distributed run".into()));
     };
     let main = dist.rank() == 0;
-    let k = setup.cfg.data.accum_steps as i64;
     let n = b.ids.len() as i64;
-    let micro: Vec<(i64, i64)> = (0..k)
-        .map(|j| (j * n / k, (j + 1) * n / k))
-        .filter(|(a, z)| z > a)
-        .collect();
+    let micro = micro_batches(setup.cfg.data.accum_steps as i64, n);
     // What the loss reads of the whole batch besides the features.
     let global = TensorBatch {
         images: Tensor::zeros([0], (Kind::Float, setup.device)),
@@ -573,17 +555,7 @@ fn step_losses_dist(setup: &Setup, b: &TensorBatch) -> Result<StepOut, TrainErro
         has_text: dist.gather_flags(&b.has_text)?,
         ids: Vec::new(),
     };
-    let features = |a: i64, z: i64| -> Result<(Tensor, Tensor), TrainError> {
-        let img = setup
-            .model
-            .encode_image(&b.images.narrow(0, a, z - a), true)?;
-        let txt = setup.model.encode_text(
-            &b.input_ids.narrow(0, a, z - a),
-            &b.attention_mask.narrow(0, a, z - a),
-            true,
-        )?;
-        Ok((img, txt))
-    };
+    let features = |a: i64, z: i64| encode_rows(setup, b, a, z);
     let classes_frozen = || -> Result<Option<Tensor>, TrainError> {
         let _guard = tch::no_grad_guard();
         class_embeddings(setup)
@@ -642,6 +614,32 @@ fn step_losses_dist(setup: &Setup, b: &TensorBatch) -> Result<StepOut, TrainErro
         values.get_or_insert(out.values);
     }
     values.ok_or_else(|| TrainError::Eval("empty batch".into()))
+}
+
+/// The row ranges `[a, z)` of the `k` micro-batches of a batch of `n` (empty ones dropped).
+fn micro_batches(k: i64, n: i64) -> Vec<(i64, i64)> {
+    (0..k)
+        .map(|j| (j * n / k, (j + 1) * n / k))
+        .filter(|(a, z)| z > a)
+        .collect()
+}
+
+/// Image and text features, with gradients, of rows `a .. z` of `b`.
+fn encode_rows(
+    setup: &Setup,
+    b: &TensorBatch,
+    a: i64,
+    z: i64,
+) -> Result<(Tensor, Tensor), TrainError> {
+    let img = setup
+        .model
+        .encode_image(&b.images.narrow(0, a, z - a), true)?;
+    let txt = setup.model.encode_text(
+        &b.input_ids.narrow(0, a, z - a),
+        &b.attention_mask.narrow(0, a, z - a),
+        true,
+    )?;
+    Ok((img, txt))
 }
 
 fn class_embeddings(setup: &Setup) -> Result<Option<Tensor>, TrainError> {
