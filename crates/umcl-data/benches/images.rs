@@ -15,6 +15,9 @@ use rayon::prelude::*;
 use umcl_data::augment::Augment;
 use umcl_data::images::{Fit, Preprocess};
 
+mod common;
+use common::cpu_seconds;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -167,21 +170,6 @@ fn parse_field(json_line: &str, name: &str) -> Option<f64> {
     let rest = &json_line[start..];
     let end = rest.find(['}', ','])?;
     rest[..end].trim().parse().ok()
-}
-
-/// CPU seconds used so far by this process and by its waited-for children (user + system),
-/// from `/proc/self/stat` (Linux; clock ticks taken as 1/100 s). `None` elsewhere. On a busy
-/// machine wall-clock rates depend on what else runs; CPU time per image much less so.
-fn cpu_seconds() -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.len() == 4).then(|| ((f[0] + f[1]) / 100.0, (f[2] + f[3]) / 100.0))
 }
 
 criterion_group!(benches, bench);

@@ -14,6 +14,9 @@ use umcl_data::phantom;
 use umcl_data::sample::Sample;
 use umcl_data::schema::Schema;
 
+mod common;
+use common::cpu_seconds;
+
 const THREADS: usize = 2;
 
 fn images(tmp: &Path) -> Vec<PathBuf> {
@@ -140,21 +143,6 @@ fn bench(c: &mut Criterion) {
         rate / (THREADS as f64 * single)
     );
     let _ = std::fs::remove_dir_all(&tmp);
-}
-
-/// CPU seconds used so far by this process and by its waited-for children (user + system),
-/// from `/proc/self/stat` (Linux; clock ticks taken as 1/100 s). `None` elsewhere. On a busy
-/// machine wall-clock rates depend on what else runs; CPU time per image much less so.
-fn cpu_seconds() -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.len() == 4).then(|| ((f[0] + f[1]) / 100.0, (f[2] + f[3]) / 100.0))
 }
 
 criterion_group!(benches, bench);

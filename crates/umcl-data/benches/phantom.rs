@@ -5,6 +5,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 use umcl_data::phantom;
 
+mod common;
+use common::cpu_seconds;
+
 const BATCH: u64 = 64;
 
 fn bench(c: &mut Criterion) {
@@ -40,7 +43,7 @@ fn bench(c: &mut Criterion) {
     // on what else runs; this does much less. Two idle cores give about 2 / CPU time.
     let n = 200;
     for (name, png) in [("render", false), ("render + PNG", true)] {
-        let Some(c0) = cpu_seconds() else { return };
+        let Some((c0, _)) = cpu_seconds() else { return };
         let mut bytes = 0;
         for i in 0..n {
             let img = render(i);
@@ -50,7 +53,7 @@ fn bench(c: &mut Criterion) {
                 img.pixels().len()
             };
         }
-        let Some(c1) = cpu_seconds() else { return };
+        let Some((c1, _)) = cpu_seconds() else { return };
         let per = (c1 - c0) / n as f64;
         println!(
             "{name}: {:.2} ms CPU per 224 px image ({bytes} bytes), {:.0} images/s per core",
@@ -58,20 +61,6 @@ fn bench(c: &mut Criterion) {
             1.0 / per
         );
     }
-}
-
-/// CPU seconds (user + system) used so far by this process, from `/proc/self/stat` (Linux;
-/// clock ticks taken as 1/100 s). `None` elsewhere.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.len() == 2).then(|| (f[0] + f[1]) / 100.0)
 }
 
 criterion_group!(benches, bench);
