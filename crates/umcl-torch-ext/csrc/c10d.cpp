@@ -1,12 +1,13 @@
 // c10d (PyTorch's distributed engine, shipped inside libtorch_cpu) for umcl: a TCPStore for
 // rendezvous, a Gloo process group, and the four collectives the trainer needs. Rust's side is
-// src/dist.rs.
+// src/dist.rs. The NCCL process group is made by the optional library of nccl/umcl_nccl.cpp
+// and used through the same collectives here (c10d::Backend's virtual functions).
 //
 // Conventions (bridge.h): every function is extern "C", never throws, and returns NULL on
 // success or an owned error message. Handles are heap-allocated holders of c10d's intrusive
 // pointers, freed by the matching *_free function. Every collective takes a timeout in
-// milliseconds: it is both gloo's own per-operation timeout and the bound of the wait, so a
-// dead or stuck peer turns into an error message instead of a hang.
+// milliseconds: on Gloo it is both gloo's own per-operation timeout and the bound of the wait,
+// so a dead or stuck peer turns into an error message instead of a hang (NCCL: see finish).
 //
 // The wheel has no gloo headers; csrc/gloo/ declares the few gloo names that
 // ProcessGroupGloo.hpp mentions (see csrc/gloo/README.md).
@@ -23,39 +24,46 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "c10d_handles.h"
+
 namespace {
 
-// A rendezvous store (always a c10d::TCPStore).
-struct StoreHandle {
-  c10::intrusive_ptr<c10d::TCPStore> store;
-};
-
-// A process group backend (c10d::ProcessGroupGloo).
-struct GroupHandle {
-  c10::intrusive_ptr<c10d::Backend> backend;
-};
+using umcl_ext::GroupHandle;
+using umcl_ext::StoreHandle;
 
 std::chrono::milliseconds ms(int64_t timeout_ms) {
   return std::chrono::milliseconds(timeout_ms);
 }
 
-// Waits for `work` up to `timeout_ms`; c10d throws on failure or timeout.
-void finish(const c10::intrusive_ptr<c10d::Work>& work, int64_t timeout_ms, const char* what) {
-  if (!work->wait(ms(timeout_ms))) {
+// Waits for `work`. Gloo: up to `timeout_ms`, c10d throws on failure or timeout. NCCL: the
+// wait only orders the current CUDA stream after the collective (no host synchronisation);
+// the collective's own timeout (set in its options) is enforced by NCCL's watchdog.
+void finish(const GroupHandle& group, const c10::intrusive_ptr<c10d::Work>& work,
+            int64_t timeout_ms, const char* what) {
+  bool done = group.cuda ? work->wait() : work->wait(ms(timeout_ms));
+  if (!done) {
     throw std::runtime_error(std::string(what) + " was aborted");
   }
 }
 
-void check_cpu(const at::Tensor& t, const char* what) {
+// Gloo takes CPU tensors, NCCL CUDA tensors.
+void check_device(const GroupHandle& group, const at::Tensor& t, const char* what) {
   if (!t.defined()) {
     throw std::invalid_argument(std::string(what) + ": undefined tensor");
   }
-  if (!t.device().is_cpu()) {
+  if (group.cuda && !t.device().is_cuda()) {
+    throw std::invalid_argument(std::string(what) +
+                                ": the NCCL process group takes CUDA tensors, got " +
+                                t.device().str());
+  }
+  if (!group.cuda && !t.device().is_cpu()) {
     throw std::invalid_argument(std::string(what) +
                                 ": the Gloo process group takes CPU tensors, got " +
                                 t.device().str());
   }
 }
+
+GroupHandle& handle(void* group) { return *static_cast<GroupHandle*>(group); }
 
 }  // namespace
 
@@ -109,18 +117,19 @@ char* umcl_c10d_gloo_new(void* store, int rank, int size, int64_t timeout_ms, co
     }
     c10::intrusive_ptr<c10d::Store> base = static_cast<StoreHandle*>(store)->store;
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(base, rank, size, opts);
-    *out = new GroupHandle{std::move(group)};
+    *out = new GroupHandle{std::move(group), false};
   });
 }
 
 // Releases a process group handle (closes its connections; peers see them close).
 void umcl_c10d_group_free(void* group) { delete static_cast<GroupHandle*>(group); }
 
-// In-place all-reduce of `tensor` (contiguous, CPU for Gloo) over the group. op: 0 sum,
+// In-place all-reduce of `tensor` (contiguous; CPU for Gloo, CUDA for NCCL) over the group. op: 0 sum,
 // 1 max, 2 min.
 char* umcl_c10d_all_reduce(void* group, at::Tensor* tensor, int op, int64_t timeout_ms) {
   return umcl_ext::guarded([&] {
-    check_cpu(*tensor, "all_reduce");
+    GroupHandle& g = handle(group);
+    check_device(g, *tensor, "all_reduce");
     if (!tensor->is_contiguous()) {
       throw std::invalid_argument("all_reduce: the tensor must be contiguous");
     }
@@ -133,8 +142,8 @@ char* umcl_c10d_all_reduce(void* group, at::Tensor* tensor, int op, int64_t time
     }
     opts.timeout = ms(timeout_ms);
     std::vector<at::Tensor> tensors{*tensor};
-    auto work = static_cast<GroupHandle*>(group)->backend->allreduce(tensors, opts);
-    finish(work, timeout_ms, "all_reduce");
+    auto work = g.backend->allreduce(tensors, opts);
+    finish(g, work, timeout_ms, "all_reduce");
   });
 }
 
@@ -143,8 +152,9 @@ char* umcl_c10d_all_reduce(void* group, at::Tensor* tensor, int op, int64_t time
 // C_tensor). Gradients do not flow through it.
 char* umcl_c10d_all_gather(void* group, at::Tensor* input, int64_t timeout_ms, at::Tensor** out) {
   return umcl_ext::guarded([&] {
-    check_cpu(*input, "all_gather");
-    auto* backend = static_cast<GroupHandle*>(group)->backend.get();
+    GroupHandle& g = handle(group);
+    check_device(g, *input, "all_gather");
+    auto* backend = g.backend.get();
     at::Tensor local = input->detach().contiguous();
     std::vector<at::Tensor> inputs{local};
     std::vector<std::vector<at::Tensor>> outputs(1);
@@ -154,7 +164,7 @@ char* umcl_c10d_all_gather(void* group, at::Tensor* input, int64_t timeout_ms, a
     c10d::AllgatherOptions opts;
     opts.timeout = ms(timeout_ms);
     auto work = backend->allgather(outputs, inputs, opts);
-    finish(work, timeout_ms, "all_gather");
+    finish(g, work, timeout_ms, "all_gather");
     *out = new at::Tensor(local.dim() == 0 ? at::stack(outputs[0], 0) : at::cat(outputs[0], 0));
   });
 }
@@ -162,7 +172,8 @@ char* umcl_c10d_all_gather(void* group, at::Tensor* input, int64_t timeout_ms, a
 // In-place broadcast of `tensor` (contiguous) from rank `root` to all ranks.
 char* umcl_c10d_broadcast(void* group, at::Tensor* tensor, int root, int64_t timeout_ms) {
   return umcl_ext::guarded([&] {
-    check_cpu(*tensor, "broadcast");
+    GroupHandle& g = handle(group);
+    check_device(g, *tensor, "broadcast");
     if (!tensor->is_contiguous()) {
       throw std::invalid_argument("broadcast: the tensor must be contiguous");
     }
@@ -170,18 +181,20 @@ char* umcl_c10d_broadcast(void* group, at::Tensor* tensor, int root, int64_t tim
     opts.rootRank = root;
     opts.timeout = ms(timeout_ms);
     std::vector<at::Tensor> tensors{*tensor};
-    auto work = static_cast<GroupHandle*>(group)->backend->broadcast(tensors, opts);
-    finish(work, timeout_ms, "broadcast");
+    auto work = g.backend->broadcast(tensors, opts);
+    finish(g, work, timeout_ms, "broadcast");
   });
 }
 
-// Returns once every rank has entered the barrier, or fails after timeout_ms.
+// Returns once every rank has entered the barrier, or fails after timeout_ms (Gloo; NCCL's
+// barrier is a small all-reduce ordered on the current stream).
 char* umcl_c10d_barrier(void* group, int64_t timeout_ms) {
   return umcl_ext::guarded([&] {
+    GroupHandle& g = handle(group);
     c10d::BarrierOptions opts;
     opts.timeout = ms(timeout_ms);
-    auto work = static_cast<GroupHandle*>(group)->backend->barrier(opts);
-    finish(work, timeout_ms, "barrier");
+    auto work = g.backend->barrier(opts);
+    finish(g, work, timeout_ms, "barrier");
   });
 }
 

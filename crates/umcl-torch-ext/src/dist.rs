@@ -1,10 +1,12 @@
 //! Distributed data parallelism on c10d, PyTorch's own distributed engine inside libtorch:
-//! rendezvous through a [`Store`] (c10d's TCPStore), a [`ProcessGroup`] on Gloo (CPU tensors),
+//! rendezvous through a [`Store`] (c10d's TCPStore), a [`ProcessGroup`] on Gloo (CPU tensors)
+//! or NCCL (CUDA tensors, through the optional `libumcl_nccl.so`, see [`ProcessGroup::nccl`]),
 //! and the collectives a data-parallel trainer needs ([`ProcessGroup::all_reduce`],
 //! [`ProcessGroup::all_gather`], [`ProcessGroup::broadcast`], [`ProcessGroup::barrier`]).
 //!
-//! Every collective is bounded by the group's timeout and returns a [`DistError`] when a peer
-//! fails or does not answer in time; nothing aborts the process.
+//! On Gloo every collective is bounded by the group's timeout and returns a [`DistError`] when a
+//! peer fails or does not answer in time; nothing aborts the process. On NCCL the collectives
+//! are queued on the CUDA stream and NCCL's watchdog enforces the timeout.
 //!
 //! [`LaunchEnv`] reads the environment that torchrun, Slurm scripts and Kubernetes operators set
 //! (`MASTER_ADDR`, `MASTER_PORT`, `RANK`, `WORLD_SIZE`, `LOCAL_RANK`), and [`init`] turns it into
@@ -204,7 +206,7 @@ pub enum GlooDevice {
     Default,
 }
 
-/// One rank's membership in a group of processes, on the Gloo backend.
+/// One rank's membership in a group of processes, on the Gloo or the NCCL backend.
 pub struct ProcessGroup {
     ptr: *mut c_void,
     rank: usize,
@@ -262,6 +264,53 @@ impl ProcessGroup {
                     ptr_of(&iface),
                     ptr_of(&host),
                     threads as i32,
+                    &mut ptr,
+                ),
+            )?;
+        }
+        Ok(Self {
+            ptr,
+            rank,
+            size,
+            timeout,
+            _store: Some(store),
+        })
+    }
+
+    /// Joins the NCCL group as `rank` of `size` on CUDA device `device_index` (torchrun's
+    /// `LOCAL_RANK`), meeting the others through `store`. Collectives then take CUDA tensors
+    /// and run on the current CUDA stream without blocking the host; `timeout` bounds each of
+    /// them through NCCL's watchdog.
+    ///
+    /// NCCL lives in `libtorch_cuda.so`, which umcl loads only at run time, so this group
+    /// comes from a separate library, `libumcl_nccl.so` (built by `cargo xtask nccl` or
+    /// `cargo xtask gpu-bundle`), found as described in [`nccl_library_candidates`]. Without
+    /// it, or without CUDA, this returns an error saying which.
+    pub fn nccl(
+        store: Store,
+        rank: usize,
+        size: usize,
+        device_index: usize,
+        timeout: Duration,
+    ) -> Result<Self, DistError> {
+        if size == 0 || rank >= size {
+            return Err(DistError::Invalid(format!(
+                "rank {rank} is not in a group of {size}"
+            )));
+        }
+        let create = nccl_constructor()?;
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: live store handle; `create` has the signature of umcl_c10d_nccl_new
+        // (nccl/umcl_nccl.cpp); `ptr` is written only on success.
+        unsafe {
+            check(
+                "ProcessGroupNCCL",
+                create(
+                    store.ptr,
+                    rank as i32,
+                    size as i32,
+                    millis(timeout),
+                    i32::try_from(device_index).unwrap_or(i32::MAX),
                     &mut ptr,
                 ),
             )?;
@@ -411,9 +460,99 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        // SAFETY: created by umcl_c10d_gloo_new, freed once.
+        // SAFETY: created by umcl_c10d_gloo_new or umcl_c10d_nccl_new, freed once.
         unsafe { ffi::umcl_c10d_group_free(self.ptr) }
     }
+}
+
+/// The file name of the optional NCCL library.
+pub const NCCL_LIBRARY: &str = "libumcl_nccl.so";
+
+type NcclNew = unsafe extern "C" fn(
+    store: *mut c_void,
+    rank: i32,
+    size: i32,
+    timeout_ms: i64,
+    device_index: i32,
+    out: *mut *mut c_void,
+) -> *mut std::ffi::c_char;
+
+/// Where [`ProcessGroup::nccl`] looks for [`NCCL_LIBRARY`], in order: the file named by
+/// `UMCL_NCCL_LIB` (alone, when set); else next to the running executable, in `../lib/` of it
+/// (the GPU bundle's layout) and in `../nccl/` of it (`target/nccl/`, where `cargo xtask nccl`
+/// puts it for `target/release/umcl`).
+pub fn nccl_library_candidates() -> Vec<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("UMCL_NCCL_LIB") {
+        return vec![path.into()];
+    }
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    vec![
+        dir.join(NCCL_LIBRARY),
+        dir.join("../lib").join(NCCL_LIBRARY),
+        dir.join("../nccl").join(NCCL_LIBRARY),
+    ]
+}
+
+/// Loads the NCCL library (once per process) and returns its constructor.
+fn nccl_constructor() -> Result<NcclNew, DistError> {
+    static LOADED: std::sync::OnceLock<Result<usize, String>> = std::sync::OnceLock::new();
+    let loaded = LOADED.get_or_init(|| {
+        let candidates = nccl_library_candidates();
+        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+            return Err(format!(
+                "the NCCL process group needs {NCCL_LIBRARY} (build it with `cargo xtask nccl`, \
+                 or set UMCL_NCCL_LIB); looked for {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("{} contains a NUL byte", path.display()))?;
+        // SAFETY: dlopen/dlsym with valid NUL-terminated strings; the handle stays open for
+        // the life of the process (the group's code must not be unloaded).
+        unsafe {
+            let handle = libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+            if handle.is_null() {
+                return Err(format!(
+                    "loading {}: {} (the NCCL group resolves against libtorch_cuda.so, which \
+                     umcl loads only when run.device is CUDA)",
+                    path.display(),
+                    dl_error()
+                ));
+            }
+            let symbol = libc::dlsym(handle, c"umcl_c10d_nccl_new".as_ptr());
+            if symbol.is_null() {
+                return Err(format!("{}: {}", path.display(), dl_error()));
+            }
+            Ok(symbol as usize)
+        }
+    });
+    match loaded {
+        // SAFETY: the address of umcl_c10d_nccl_new, whose C signature is `NcclNew`.
+        Ok(address) => Ok(unsafe { std::mem::transmute::<usize, NcclNew>(*address) }),
+        Err(message) => Err(DistError::Invalid(message.clone())),
+    }
+}
+
+/// The last `dlerror` message.
+fn dl_error() -> String {
+    // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next dl call.
+    let message = unsafe { libc::dlerror() };
+    if message.is_null() {
+        return "unknown dlopen error".into();
+    }
+    // SAFETY: non-NULL, NUL-terminated (above).
+    unsafe { std::ffi::CStr::from_ptr(message) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The torchrun-style environment of one worker process.
@@ -535,10 +674,46 @@ impl LaunchEnv {
     }
 }
 
+/// Which c10d backend a process group runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Gloo: CPU tensors, TCP between ranks.
+    Gloo,
+    /// NCCL: CUDA tensors, `cuda:LOCAL_RANK` per rank ([`ProcessGroup::nccl`]).
+    Nccl,
+}
+
 /// Forms the Gloo process group described by `env`: rank 0 starts the TCPStore on
 /// `MASTER_PORT` (an error if the port is taken), every rank connects to it and joins the group.
 /// `timeout` bounds the rendezvous and every later collective.
 pub fn init(env: &LaunchEnv, timeout: Duration) -> Result<ProcessGroup, DistError> {
+    init_backend(env, Backend::Gloo, timeout)
+}
+
+/// Like [`init`], on the given backend; an NCCL rank uses CUDA device `LOCAL_RANK`.
+pub fn init_backend(
+    env: &LaunchEnv,
+    backend: Backend,
+    timeout: Duration,
+) -> Result<ProcessGroup, DistError> {
+    let store = rendezvous(env, timeout)?;
+    match backend {
+        Backend::Gloo => ProcessGroup::gloo(
+            store,
+            env.rank,
+            env.world_size,
+            &env.gloo_device(),
+            0,
+            timeout,
+        ),
+        Backend::Nccl => {
+            ProcessGroup::nccl(store, env.rank, env.world_size, env.local_rank, timeout)
+        }
+    }
+}
+
+/// Rank 0 serves the TCPStore on `MASTER_PORT`, every rank connects to it.
+fn rendezvous(env: &LaunchEnv, timeout: Duration) -> Result<Store, DistError> {
     if !env.is_loopback() {
         // Resolve early so a typo in MASTER_ADDR is named, not reported as a connect timeout.
         (env.master_addr.as_str(), env.master_port)
@@ -551,7 +726,7 @@ pub fn init(env: &LaunchEnv, timeout: Duration) -> Result<ProcessGroup, DistErro
             })?;
     }
     let is_server = env.rank == 0;
-    let store = Store::connect(
+    Store::connect(
         &env.master_addr,
         env.master_port,
         is_server,
@@ -575,15 +750,7 @@ pub fn init(env: &LaunchEnv, timeout: Duration) -> Result<ProcessGroup, DistErro
             ),
         }),
         (_, other) => other,
-    })?;
-    ProcessGroup::gloo(
-        store,
-        env.rank,
-        env.world_size,
-        &env.gloo_device(),
-        0,
-        timeout,
-    )
+    })
 }
 
 #[cfg(test)]

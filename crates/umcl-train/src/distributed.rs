@@ -1,5 +1,6 @@
-//! Data-parallel training over several processes, on c10d's Gloo process group
-//! ([`umcl_torch_ext::dist`]).
+//! Data-parallel training over several processes, on c10d's process groups
+//! ([`umcl_torch_ext::dist`]): Gloo when the run is on the CPU, NCCL when it is on CUDA (each
+//! rank on `cuda:LOCAL_RANK`).
 //!
 //! A run is distributed when the process is started with torchrun's environment (`RANK`,
 //! `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`; `umcl train --nproc N` sets it for N local
@@ -22,8 +23,8 @@
 
 use std::time::Duration;
 
-use tch::{Kind, Tensor};
-use umcl_torch_ext::dist::{self, LaunchEnv, ProcessGroup, ReduceOp};
+use tch::{Device, Kind, Tensor};
+use umcl_torch_ext::dist::{self, Backend, LaunchEnv, ProcessGroup, ReduceOp};
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
@@ -32,21 +33,24 @@ use crate::error::TrainError;
 pub struct Dist {
     group: ProcessGroup,
     bucket_elems: usize,
+    /// Where the group's tensors live: the CPU for Gloo, this rank's GPU for NCCL.
+    device: Device,
 }
 
 impl Dist {
     /// Joins the run described by the environment, or `Ok(None)` when the process was not
-    /// started as a rank (no launch variables). An incomplete or contradictory environment,
-    /// a batch the ranks cannot split evenly, or a failed rendezvous is an error.
-    pub fn from_env(cfg: &TrainConfig) -> Result<Option<Self>, TrainError> {
+    /// started as a rank (no launch variables). `device` is where this rank trains: the CPU
+    /// (Gloo) or `cuda:LOCAL_RANK` (NCCL). An incomplete or contradictory environment, a batch
+    /// the ranks cannot split evenly, or a failed rendezvous is an error.
+    pub fn from_env(cfg: &TrainConfig, device: Device) -> Result<Option<Self>, TrainError> {
         let Some(env) = LaunchEnv::from_env()? else {
             return Ok(None);
         };
-        Self::join(cfg, &env).map(Some)
+        Self::join(cfg, &env, device).map(Some)
     }
 
-    /// Joins the run described by `env`.
-    pub fn join(cfg: &TrainConfig, env: &LaunchEnv) -> Result<Self, TrainError> {
+    /// Joins the run described by `env`, on Gloo for a CPU `device` and on NCCL for a CUDA one.
+    pub fn join(cfg: &TrainConfig, env: &LaunchEnv, device: Device) -> Result<Self, TrainError> {
         let world = env.world_size;
         let bad = |key: &str, reason: String| {
             TrainError::Config(crate::config::ConfigError::Invalid {
@@ -80,11 +84,50 @@ impl Dist {
                 "is not supported in distributed runs (the ranks' batches must stay equal)".into(),
             ));
         }
-        let group = dist::init(env, Duration::from_secs(cfg.dist.timeout_s))?;
+        let backend = match device {
+            Device::Cuda(index) if index != env.local_rank => {
+                return Err(bad(
+                    "run.device",
+                    format!(
+                        "cuda:{index}, but an NCCL rank trains on cuda:LOCAL_RANK = cuda:{}",
+                        env.local_rank
+                    ),
+                ))
+            }
+            Device::Cuda(_) => Backend::Nccl,
+            _ => Backend::Gloo,
+        };
+        let group = dist::init_backend(env, backend, Duration::from_secs(cfg.dist.timeout_s))?;
         let bucket_elems = ((cfg.dist.bucket_mb * 1024.0 * 1024.0) / 4.0).max(1.0) as usize;
         Ok(Self {
             group,
             bucket_elems,
+            device,
+        })
+    }
+
+    /// A data-parallel run of one rank on 127.0.0.1 (Gloo for a CPU `device`, NCCL for a CUDA
+    /// one), with gradient buckets of `bucket_mb` MiB: the trainer's distributed code path
+    /// without other ranks, to measure its cost against the plain step (`umcl bench step
+    /// --dist`).
+    pub fn single(device: Device, bucket_mb: f64) -> Result<Self, TrainError> {
+        let timeout = Duration::from_secs(120);
+        let store = dist::Store::serve("127.0.0.1", 0, 1, timeout)?;
+        let group = match device {
+            Device::Cuda(index) => ProcessGroup::nccl(store, 0, 1, index, timeout)?,
+            _ => ProcessGroup::gloo(
+                store,
+                0,
+                1,
+                &dist::GlooDevice::Hostname("127.0.0.1".into()),
+                0,
+                timeout,
+            )?,
+        };
+        Ok(Self {
+            group,
+            bucket_elems: ((bucket_mb * 1024.0 * 1024.0) / 4.0).max(1.0) as usize,
+            device,
         })
     }
 
@@ -111,8 +154,9 @@ impl Dist {
 
     /// A flag of every rank, in rank order.
     pub fn gather_flags(&self, flags: &[bool]) -> Result<Vec<bool>, TrainError> {
-        let t = Tensor::from_slice(&flags.iter().map(|&f| i64::from(f)).collect::<Vec<_>>());
-        let all = Vec::<i64>::try_from(self.group.all_gather(&t)?)?;
+        let t = Tensor::from_slice(&flags.iter().map(|&f| i64::from(f)).collect::<Vec<_>>())
+            .to_device(self.device);
+        let all = Vec::<i64>::try_from(self.group.all_gather(&t)?.to_device(Device::Cpu))?;
         Ok(all.into_iter().map(|v| v != 0).collect())
     }
 
@@ -153,9 +197,9 @@ impl Dist {
             .iter()
             .map(|v| if v.grad().defined() { 1.0 } else { 0.0 })
             .collect();
-        let mut any = Tensor::from_slice(&has);
+        let mut any = Tensor::from_slice(&has).to_device(self.device);
         self.group.all_reduce(&mut any, ReduceOp::Max)?;
-        let any = Vec::<f32>::try_from(any)?;
+        let any = Vec::<f32>::try_from(any.to_device(Device::Cpu))?;
         let missing: Vec<&Tensor> = trainable
             .iter()
             .zip(any.iter().zip(&has))

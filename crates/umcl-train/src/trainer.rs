@@ -38,9 +38,10 @@ use umcl_data::split::{Part, Split, SplitSpec};
 use umcl_data::synth::Synthesizer;
 use umcl_data::tokenize::{Padding, Tokenizer};
 use umcl_losses::{clip_loss, itl_loss, ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
-use umcl_models::backend::{self, BackendConfig};
+use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
 use umcl_models::prompt::PromptConfig;
+use umcl_torch_ext::dist::LaunchEnv;
 
 use crate::checkpoint::{self, Checkpoints, TrainState};
 use crate::config::{image_config, text_config, TrainConfig};
@@ -784,14 +785,23 @@ impl Setup {
             device: cfg.run.device.parse()?,
             threads: (cfg.run.threads > 0).then_some(cfg.run.threads),
         })?;
-        let device = backend.device;
-        let dist = Dist::from_env(cfg)?;
-        if dist.is_some() && device != Device::Cpu {
-            return Err(TrainError::Eval(format!(
-                "distributed runs use the Gloo backend on the CPU; run.device resolved to \
-                 {device:?} (NCCL is not built in, see docs/distributed.md)"
-            )));
+        let mut device = backend.device;
+        // A distributed CUDA run trains rank r of a node on cuda:LOCAL_RANK (NCCL); `cuda`
+        // and `auto` mean that device, an explicit `cuda:N` must be it.
+        if let (Device::Cuda(_), Some(env)) = (device, LaunchEnv::from_env()?) {
+            let request: DeviceRequest = cfg.run.device.parse()?;
+            if matches!(request, DeviceRequest::Auto | DeviceRequest::Cuda(0)) {
+                let visible = tch::Cuda::device_count().max(0) as usize;
+                if env.local_rank >= visible {
+                    return Err(TrainError::Eval(format!(
+                        "LOCAL_RANK={} but only {visible} CUDA device(s) are visible",
+                        env.local_rank
+                    )));
+                }
+                device = Device::Cuda(env.local_rank);
+            }
         }
+        let dist = Dist::from_env(cfg, device)?;
         tch::manual_seed(cfg.run.seed as i64);
         let schema = Schema::chest_xray();
         let manifest = Manifest::read(&cfg.data.manifest)?;
