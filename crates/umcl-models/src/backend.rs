@@ -113,6 +113,81 @@ pub struct BackendConfig {
     pub device: DeviceRequest,
     /// Intra-op threads. Default (`None`): the physical cores this process may run on.
     pub threads: Option<usize>,
+    /// What happens to freed CPU memory. Default: [`CpuHeap::System`].
+    pub cpu_heap: CpuHeap,
+}
+
+/// What happens to freed CPU memory: a policy of glibc's `malloc`, which libtorch's CPU
+/// allocator (and Rust's) allocate from.
+///
+/// A training step allocates and frees the same large activation tensors every time. Under
+/// glibc's defaults each block over the mmap threshold (at most 32 MiB) is mapped when
+/// allocated and unmapped when freed, so every step maps fresh pages that the kernel must fault
+/// in and zero again: on the CPU that was a fifth of a ResNet-50 + BERT-base step (measured in
+/// docs/benchmarks.md). [`CpuHeap::Keep`] serves every block from the heap and never returns
+/// freed memory, so later steps reuse pages already mapped, at the cost of a higher peak
+/// resident size (freed holes stay mapped). glibc's per-thread arenas cannot hold blocks over
+/// 64 MiB, so those are still mapped when allocated off the main thread; the forward and
+/// backward passes of a training step run on the thread that calls them.
+///
+/// The policy is process-wide and one-way: once kept, memory stays kept for the life of the
+/// process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuHeap {
+    /// glibc's defaults.
+    #[default]
+    System,
+    /// No memory maps for large blocks and no trimming of the heap (`mallopt(M_MMAP_MAX, 0)`,
+    /// `mallopt(M_TRIM_THRESHOLD, -1)`). On a libc other than glibc this is `System`.
+    Keep,
+}
+
+impl std::str::FromStr for CpuHeap {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "system" => Ok(Self::System),
+            "keep" => Ok(Self::Keep),
+            other => Err(format!("`{other}`: expected system or keep")),
+        }
+    }
+}
+
+impl fmt::Display for CpuHeap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::System => "system",
+            Self::Keep => "keep",
+        })
+    }
+}
+
+/// Applies `policy` to this process's `malloc`; returns whether freed memory is now kept.
+/// [`init`] calls it with [`BackendConfig::cpu_heap`].
+///
+/// ```
+/// use umcl_models::backend::{apply_cpu_heap, CpuHeap};
+/// // `System` changes nothing (and reports whether an earlier call kept memory).
+/// let kept_before = apply_cpu_heap(CpuHeap::System);
+/// assert_eq!(kept_before, apply_cpu_heap(CpuHeap::System));
+/// ```
+pub fn apply_cpu_heap(policy: CpuHeap) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static KEPT: AtomicBool = AtomicBool::new(false);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if policy == CpuHeap::Keep && !KEPT.load(Ordering::SeqCst) {
+        // SAFETY: mallopt only changes glibc's allocation parameters; both are documented
+        // settings (M_TRIM_THRESHOLD -1 is the largest threshold: never trim).
+        let ok = unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, -1) == 1
+        };
+        KEPT.store(ok, Ordering::SeqCst);
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = policy;
+    KEPT.load(Ordering::SeqCst)
 }
 
 /// The outcome of loading `libtorch_cuda.so`.
@@ -143,6 +218,8 @@ pub struct Backend {
     pub libtorch_version: Option<String>,
     /// Name and total memory in bytes of the chosen CUDA device.
     pub gpu: Option<(String, u64)>,
+    /// The CPU heap policy in effect.
+    pub cpu_heap: CpuHeap,
 }
 
 /// The libtorch version this crate was built against.
@@ -188,6 +265,11 @@ pub fn init(config: &BackendConfig) -> Result<Backend, BackendError> {
         None => physical_cores(),
     };
     tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
+    let cpu_heap = if apply_cpu_heap(config.cpu_heap) {
+        CpuHeap::Keep
+    } else {
+        CpuHeap::System
+    };
     let torch_lib_dir = loaded_torch_lib_dir();
     let libtorch_version = torch_lib_dir.as_deref().and_then(runtime_torch_version);
     let gpu = match device {
@@ -203,6 +285,7 @@ pub fn init(config: &BackendConfig) -> Result<Backend, BackendError> {
         torch_lib_dir,
         libtorch_version,
         gpu,
+        cpu_heap,
     })
 }
 
@@ -243,7 +326,8 @@ impl fmt::Display for Backend {
             (Device::Cuda(i), None) => writeln!(f, "device     cuda:{i}")?,
             _ => writeln!(f, "device     cpu")?,
         }
-        write!(f, "threads    {} (intra-op)", self.threads)
+        writeln!(f, "threads    {} (intra-op)", self.threads)?;
+        write!(f, "cpu heap   {}", self.cpu_heap)
     }
 }
 
@@ -562,6 +646,7 @@ mod tests {
         let backend = init(&BackendConfig {
             device: DeviceRequest::Cpu,
             threads: Some(1),
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(backend.device, Device::Cpu);
@@ -586,12 +671,14 @@ mod tests {
         let zero = init(&BackendConfig {
             device: DeviceRequest::Cpu,
             threads: Some(0),
+            ..Default::default()
         });
         assert!(matches!(zero, Err(BackendError::ZeroThreads)));
         if !Cuda::is_available() {
             let cuda = init(&BackendConfig {
                 device: DeviceRequest::Cuda(0),
                 threads: Some(1),
+                ..Default::default()
             });
             assert!(matches!(cuda, Err(BackendError::CudaUnavailable { .. })));
         }

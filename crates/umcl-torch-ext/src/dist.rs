@@ -232,11 +232,7 @@ impl ProcessGroup {
         threads: usize,
         timeout: Duration,
     ) -> Result<Self, DistError> {
-        if size == 0 || rank >= size {
-            return Err(DistError::Invalid(format!(
-                "rank {rank} is not in a group of {size}"
-            )));
-        }
+        check_membership(rank, size)?;
         let (iface, host) = match device {
             GlooDevice::Interface(i) => (Some(i.as_str()), None),
             GlooDevice::Hostname(h) => (None, Some(h.as_str())),
@@ -268,13 +264,7 @@ impl ProcessGroup {
                 ),
             )?;
         }
-        Ok(Self {
-            ptr,
-            rank,
-            size,
-            timeout,
-            _store: Some(store),
-        })
+        Ok(Self::joined(ptr, rank, size, timeout, store))
     }
 
     /// Joins the NCCL group as `rank` of `size` on CUDA device `device_index` (torchrun's
@@ -293,11 +283,7 @@ impl ProcessGroup {
         device_index: usize,
         timeout: Duration,
     ) -> Result<Self, DistError> {
-        if size == 0 || rank >= size {
-            return Err(DistError::Invalid(format!(
-                "rank {rank} is not in a group of {size}"
-            )));
-        }
+        check_membership(rank, size)?;
         let create = nccl_constructor()?;
         let mut ptr = std::ptr::null_mut();
         // SAFETY: live store handle; `create` has the signature of umcl_c10d_nccl_new
@@ -315,13 +301,18 @@ impl ProcessGroup {
                 ),
             )?;
         }
-        Ok(Self {
+        Ok(Self::joined(ptr, rank, size, timeout, store))
+    }
+
+    /// The group around a handle a bridge constructor returned; it keeps `store` alive.
+    fn joined(ptr: *mut c_void, rank: usize, size: usize, timeout: Duration, store: Store) -> Self {
+        Self {
             ptr,
             rank,
             size,
             timeout,
             _store: Some(store),
-        })
+        }
     }
 
     /// This process's rank, `0..size`.
@@ -463,6 +454,16 @@ impl Drop for ProcessGroup {
         // SAFETY: created by umcl_c10d_gloo_new or umcl_c10d_nccl_new, freed once.
         unsafe { ffi::umcl_c10d_group_free(self.ptr) }
     }
+}
+
+/// `rank` must be one of `0..size`.
+fn check_membership(rank: usize, size: usize) -> Result<(), DistError> {
+    if size == 0 || rank >= size {
+        return Err(DistError::Invalid(format!(
+            "rank {rank} is not in a group of {size}"
+        )));
+    }
+    Ok(())
 }
 
 /// The file name of the optional NCCL library.

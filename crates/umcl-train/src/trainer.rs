@@ -38,7 +38,7 @@ use umcl_data::split::{Part, Split, SplitSpec};
 use umcl_data::synth::Synthesizer;
 use umcl_data::tokenize::{Padding, Tokenizer};
 use umcl_losses::{clip_loss, itl_loss, ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
-use umcl_models::backend::{self, BackendConfig, DeviceRequest};
+use umcl_models::backend::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
 use umcl_models::prompt::PromptConfig;
 use umcl_torch_ext::dist::LaunchEnv;
@@ -784,6 +784,11 @@ impl Setup {
         let backend = backend::init(&BackendConfig {
             device: cfg.run.device.parse()?,
             threads: (cfg.run.threads > 0).then_some(cfg.run.threads),
+            cpu_heap: if cfg.run.keep_cpu_memory {
+                CpuHeap::Keep
+            } else {
+                CpuHeap::System
+            },
         })?;
         let mut device = backend.device;
         // A distributed CUDA run trains rank r of a node on cuda:LOCAL_RANK (NCCL); `cuda`

@@ -22,7 +22,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 use umcl_losses::{itl_loss, ItlLossConfig};
-use umcl_models::backend::{self, BackendConfig, DeviceRequest};
+use umcl_models::backend::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{DualConfig, DualEncoder};
 use umcl_models::image::{ImageEncoder, ImageEncoderConfig};
@@ -115,6 +115,10 @@ pub struct StepArgs {
     /// buckets. Compared with the plain step it is the cost of that path.
     #[arg(long)]
     dist: bool,
+    /// What happens to freed CPU memory: keep (reused by later steps, as `umcl train` does by
+    /// default) or system (glibc's defaults, as a plain PyTorch process).
+    #[arg(long, default_value = "keep")]
+    cpu_heap: CpuHeap,
     /// Flush denormal floats to zero on the CPU (FTZ and DAZ, set before libtorch starts its
     /// threads, which inherit them), to tell whether denormal arithmetic slows a step.
     #[arg(long)]
@@ -283,6 +287,7 @@ fn step(args: &StepArgs) -> Result<()> {
     let backend = backend::init(&BackendConfig {
         device: args.device,
         threads: args.threads,
+        cpu_heap: args.cpu_heap,
     })?;
     let device = backend.device;
     let cuda = matches!(device, Device::Cuda(_));
@@ -391,6 +396,7 @@ fn step(args: &StepArgs) -> Result<()> {
         "optimizer": if args.no_fused { "adamw" } else { "adamw-fused" },
         "flush_denormal": args.flush_denormal,
         "dist": args.dist,
+        "cpu_heap": backend.cpu_heap.to_string(),
         "params": params,
         "warmup": args.warmup,
         "steps": args.steps,

@@ -80,6 +80,7 @@ impl BackendArgs {
         Ok(backend::init(&BackendConfig {
             device: self.device,
             threads: self.threads,
+            ..Default::default()
         })?)
     }
 }

@@ -496,6 +496,7 @@ fn load_trained(
     let backend = backend::init(&BackendConfig {
         device,
         threads: None,
+        ..Default::default()
     })?;
     let trained = evaluate::load_trained(checkpoint, backend.device)?;
     let classes = if classes.is_empty() {
