@@ -23,6 +23,8 @@
 #   THREADS     intra-op threads for both [cpu: nproc; cuda: unset]
 #   PEAK_TFLOPS the device's dense peak for MFU [cuda 989 (H200 bf16); cpu unset: no MFU]
 #   UNFUSED     1: also time ours with the per-tensor AdamW, first case only [cuda 1, cpu 0]
+#   HEAP        1: also time ours with glibc's default heap (--cpu-heap system) and the
+#               reference with ours (GLIBC_TUNABLES below), every case [0]
 # The exit status is 1 when any run failed; the other cases still run.
 set -u -o pipefail
 
@@ -79,7 +81,9 @@ for c in $CASES; do
     ours="$OUT/train_step/$tag.umcl.json"
     ref="$OUT/train_step/$tag.pytorch.json"
     unfused="$OUT/train_step/$tag.umcl-unfused.json"
-    rm -f "$ours" "$ref" "$unfused"
+    ours_sys="$OUT/train_step/$tag.umcl-system.json"
+    ref_keep="$OUT/train_step/$tag.pytorch-keep.json"
+    rm -f "$ours" "$ref" "$unfused" "$ours_sys" "$ref_keep"
     if ! "$UMCL" bench step "${common[@]}" --json "$ours" 2> "$OUT/train_step/$tag.umcl.log"; then
         echo "train_step.sh: umcl failed on $tag (see $OUT/train_step/$tag.umcl.log):" >&2
         tail -5 "$OUT/train_step/$tag.umcl.log" >&2
@@ -98,10 +102,19 @@ for c in $CASES; do
         tail -5 "$OUT/train_step/$tag.pytorch.log" >&2
         FAILED=1
     fi
+    if [ "${HEAP:-0}" = 1 ]; then
+        echo "--- $tag: umcl, glibc's default heap"
+        "$UMCL" bench step "${common[@]}" --cpu-heap system --json "$ours_sys" \
+            2> "$OUT/train_step/$tag.umcl-system.log" || FAILED=1
+        echo "--- $tag: PyTorch eager with umcl's heap policy"
+        GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615 \
+            "$PYTHON" "$REF" "${common[@]}" --json "$ref_keep" \
+            2> "$OUT/train_step/$tag.pytorch-keep.log" || FAILED=1
+    fi
     # One JSON line per measurement and one TSV row per case.
-    "$PYTHON" - "$ours" "$ref" "$unfused" "${PEAK_TFLOPS:-0}" "$JSONL" "$TSV" "$tag" <<'EOF' || FAILED=1
+    "$PYTHON" - "$ours" "$ref" "$unfused" "${PEAK_TFLOPS:-0}" "$JSONL" "$TSV" "$tag" "$ours_sys" "$ref_keep" <<'EOF' || FAILED=1
 import json, os, sys
-ours_p, ref_p, unfused_p, peak, jsonl, tsv, tag = sys.argv[1:8]
+ours_p, ref_p, unfused_p, peak, jsonl, tsv, tag, ours_sys_p, ref_keep_p = sys.argv[1:10]
 peak = float(peak) * 1e12
 def load(p):
     if not os.path.exists(p):
@@ -109,8 +122,11 @@ def load(p):
     with open(p) as fh:
         return json.loads(fh.readline())
 ours, ref, unfused = load(ours_p), load(ref_p), load(unfused_p)
+ours_sys, ref_keep = load(ours_sys_p), load(ref_keep_p)
+if ref_keep is not None:
+    ref_keep["heap"] = "umcl keep policy (GLIBC_TUNABLES)"
 flops = (ref or {}).get("flops_per_step")
-rows = [r for r in (ours, unfused, ref) if r is not None]
+rows = [r for r in (ours, unfused, ours_sys, ref, ref_keep) if r is not None]
 for r in rows:
     r["case"] = tag
     if flops:
@@ -134,6 +150,10 @@ if ours is not None and ref is not None:
     notes.append("params equal" if same else f"params differ: {ours['params']} vs {ref['params']}")
 if unfused is not None:
     notes.append(f"ours per-tensor AdamW {unfused['samples_per_s']:.4g} samples/s")
+if ours_sys is not None:
+    notes.append(f"ours with glibc's default heap {ours_sys['samples_per_s']:.4g} samples/s")
+if ref_keep is not None:
+    notes.append(f"PyTorch with umcl's heap policy {ref_keep['samples_per_s']:.4g} samples/s")
 if flops and peak > 0:
     m = lambda r: f"{100 * r['mfu']:.1f}%" if r is not None else "-"
     notes.append(f"MFU ours {m(ours)} ref {m(ref)} of {peak / 1e12:g} TFLOP/s")
