@@ -74,6 +74,13 @@ pub struct ItlLossConfig {
     /// holds `c x B` blocks, so its memory grows linearly with the batch; same value and
     /// gradients. Default `None`.
     pub chunk_size: Option<usize>,
+    /// Check every label code (-2..=1) and return [`LossError::LabelCode`](crate::LossError)
+    /// naming the first bad one. The check waits for the device once when the labels are on
+    /// an accelerator (codes on the CPU are checked there, before the copy). `false`: the
+    /// caller guarantees the codes (umcl-data's `LabelState::code` values always are) and the
+    /// loss makes no host synchronisation; a bad code is then an index error inside libtorch.
+    /// Default `true`.
+    pub check_labels: bool,
 }
 
 impl Default for ItlLossConfig {
@@ -87,6 +94,7 @@ impl Default for ItlLossConfig {
             image_to_text_weight: 0.5,
             text_to_image_weight: 0.5,
             chunk_size: None,
+            check_labels: true,
         }
     }
 }

@@ -135,8 +135,24 @@ pub struct LossOutput {
     /// The loss, a 0-d tensor of the compute kind (fp32, or fp64 for fp64 inputs), in the graph
     /// of the features and the logit scale.
     pub loss: Tensor,
-    /// Counts that describe the targets of this batch.
-    pub diagnostics: LossDiagnostics,
+    /// `[masked pairs, positives, labelled rows]` on the features' device, read by
+    /// [`LossOutput::diagnostics`] only when asked, so the loss itself never waits for the
+    /// device.
+    counts: Tensor,
+    /// The batch size.
+    n: i64,
+}
+
+impl LossOutput {
+    /// Counts that describe the targets of this batch. Reading them waits for the device.
+    pub fn diagnostics(&self) -> LossDiagnostics {
+        let counts = self.counts.to_device(Device::Cpu);
+        LossDiagnostics {
+            masked_pairs: counts.int64_value(&[0]),
+            mean_positives_per_row: counts.int64_value(&[1]) as f64 / self.n as f64,
+            labeled_rows: counts.int64_value(&[2]),
+        }
+    }
 }
 
 /// Counts about one batch's targets, for logging.
@@ -183,8 +199,9 @@ pub struct LossDiagnostics {
 /// no row's denominator is empty.
 ///
 /// `labels`: integer codes `[B, K]` (1 positive, 0 negative, -1 uncertain, -2 unmentioned,
-/// umcl-data's `LabelState::code`), moved to the features' device. Reading the diagnostics
-/// waits for the device once.
+/// umcl-data's `LabelState::code`), moved to the features' device. With
+/// [`ItlLossConfig::check_labels`] off the loss makes no host synchronisation; reading
+/// [`LossOutput::diagnostics`] waits for the device once.
 ///
 /// ```
 /// use tch::Tensor;
@@ -195,8 +212,8 @@ pub struct LossDiagnostics {
 /// // Rows 0 and 1 share their diagnosis; row 2 comes from an unlabelled source.
 /// let labels = Tensor::from_slice2(&[[1i64, 0], [1, 0], [-2, -2]]);
 /// let out = itl_loss(&img, &txt, &labels, &scale, &ItlLossConfig::default()).unwrap();
-/// assert_eq!(out.diagnostics.labeled_rows, 2);
-/// assert!((out.diagnostics.mean_positives_per_row - 5.0 / 3.0).abs() < 1e-12);
+/// assert_eq!(out.diagnostics().labeled_rows, 2);
+/// assert!((out.diagnostics().mean_positives_per_row - 5.0 / 3.0).abs() < 1e-12);
 /// // With nothing labelled, every target is the identity: the loss is CLIP's.
 /// let none = Tensor::full([3, 2], -2i64, (tch::Kind::Int64, tch::Device::Cpu));
 /// let out = itl_loss(&img, &txt, &none, &scale, &ItlLossConfig::default()).unwrap();
@@ -212,24 +229,28 @@ pub fn itl_loss(
 ) -> Result<LossOutput, LossError> {
     cfg.validate()?;
     let f = Features::new(img, txt, logit_scale)?;
-    let codes = check_labels(labels, f.n, f.device)?;
+    let codes = check_labels(labels, f.n, f.device, cfg.check_labels)?;
     let table = LabelTable::new(&codes, f.kind, cfg);
     let (loss, removed, positives) = match cfg.chunk_size {
         None => dense(&f, &table, cfg),
         Some(c) => chunked(&f, &table, cfg, c as i64),
     };
-    let counts =
-        Tensor::stack(&[removed, positives, table.labeled_count()], 0).to_device(Device::Cpu);
-    let diagnostics = LossDiagnostics {
-        masked_pairs: counts.int64_value(&[0]),
-        mean_positives_per_row: counts.int64_value(&[1]) as f64 / f.n as f64,
-        labeled_rows: counts.int64_value(&[2]),
-    };
-    Ok(LossOutput { loss, diagnostics })
+    let counts = Tensor::stack(&[removed, positives, table.labeled_count()], 0);
+    Ok(LossOutput {
+        loss,
+        counts,
+        n: f.n,
+    })
 }
 
-/// Checks that `labels` is an integer `[n, K]` matrix of valid codes; returns it on `device`.
-fn check_labels(labels: &Tensor, n: i64, device: Device) -> Result<Tensor, LossError> {
+/// Checks that `labels` is an integer `[n, K]` matrix (and, with `codes_too`, of valid codes,
+/// checked where the labels are); returns it on `device`.
+fn check_labels(
+    labels: &Tensor,
+    n: i64,
+    device: Device,
+    codes_too: bool,
+) -> Result<Tensor, LossError> {
     match labels.kind() {
         Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64 | Kind::Uint8 => {}
         k => return Err(LossError::LabelKind(format!("{k:?}"))),
@@ -240,7 +261,10 @@ fn check_labels(labels: &Tensor, n: i64, device: Device) -> Result<Tensor, LossE
             shape: labels.size(),
         });
     }
-    let codes = labels.to_device(device).to_kind(Kind::Int64);
+    let codes = labels.to_kind(Kind::Int64);
+    if !codes_too {
+        return Ok(codes.to_device(device));
+    }
     let bad = codes.lt(-2).logical_or(&codes.gt(1));
     if bad.any().int64_value(&[]) != 0 {
         let first = bad.nonzero().to_device(Device::Cpu);
@@ -251,7 +275,7 @@ fn check_labels(labels: &Tensor, n: i64, device: Device) -> Result<Tensor, LossE
             value: codes.int64_value(&[row, column]),
         });
     }
-    Ok(codes)
+    Ok(codes.to_device(device))
 }
 
 /// The dense loss: the whole `B x B` logits, autograd for the gradients.

@@ -179,9 +179,9 @@ fn unlabelled_batch_gives_clip_for_every_target() {
             };
             let out = itl_loss(&img, &txt, &labels, &ls, &cfg).unwrap();
             assert!((out.loss.double_value(&[]) - clip).abs() < 1e-6, "{cfg:?}");
-            assert_eq!(out.diagnostics.labeled_rows, 0);
-            assert_eq!(out.diagnostics.masked_pairs, 0);
-            assert_eq!(out.diagnostics.mean_positives_per_row, 1.0);
+            assert_eq!(out.diagnostics().labeled_rows, 0);
+            assert_eq!(out.diagnostics().masked_pairs, 0);
+            assert_eq!(out.diagnostics().mean_positives_per_row, 1.0);
         }
     }
 }
@@ -219,7 +219,7 @@ fn masking_removes_exactly_the_flagged_pairs() {
             ..Default::default()
         };
         let out = itl_loss(&img, &txt, &labels, &ls, &cfg).unwrap();
-        assert_eq!(out.diagnostics.masked_pairs, 2);
+        assert_eq!(out.diagnostics().masked_pairs, 2);
         assert!((out.loss.double_value(&[]) - expected).abs() < 1e-12);
         // Just above 1/2 nothing is flagged and the loss is CLIP's.
         let cfg = ItlLossConfig {
@@ -227,7 +227,7 @@ fn masking_removes_exactly_the_flagged_pairs() {
             ..cfg
         };
         let out = itl_loss(&img, &txt, &labels, &ls, &cfg).unwrap();
-        assert_eq!(out.diagnostics.masked_pairs, 0);
+        assert_eq!(out.diagnostics().masked_pairs, 0);
         let clip = clip_loss(&img, &txt, &ls).unwrap().double_value(&[]);
         assert!((out.loss.double_value(&[]) - clip).abs() < 1e-12);
     }
@@ -254,7 +254,7 @@ fn uncertainty_policies_decide_agreement() {
         };
         let d = itl_loss(&img, &img, &labels, &ls, &cfg)
             .unwrap()
-            .diagnostics;
+            .diagnostics();
         assert_eq!(d.mean_positives_per_row, positives / 3.0, "{policy:?}");
         assert_eq!(d.labeled_rows, labelled, "{policy:?}");
     }
@@ -325,7 +325,7 @@ fn padding_with_unmentioned_findings_changes_nothing() {
             let large = itl_loss(&img, &txt, &padded, &ls, &cfg).unwrap();
             let (a, b) = (small.loss.double_value(&[]), large.loss.double_value(&[]));
             assert!((a - b).abs() < 1e-12, "{cfg:?}: {a} vs {b}");
-            assert_eq!(small.diagnostics, large.diagnostics, "{cfg:?}");
+            assert_eq!(small.diagnostics(), large.diagnostics(), "{cfg:?}");
         }
     }
 }
@@ -371,7 +371,7 @@ fn all_masked_and_all_positive_rows_stay_finite() {
                     (v - expected).abs() < 5e-5,
                     "{kind:?} {cfg:?}: {v} vs {expected}"
                 );
-                assert_eq!(out.diagnostics.masked_pairs, masked_pairs);
+                assert_eq!(out.diagnostics().masked_pairs, masked_pairs);
                 for g in [i.grad(), t.grad(), s.grad()] {
                     assert!(all_finite(&g), "{kind:?} {cfg:?}");
                 }
@@ -588,4 +588,28 @@ fn bad_inputs_give_errors() {
         clip_loss(&f, &f.reshape([2, 3]), &ls),
         Err(LossError::ShapeMismatch { .. })
     ));
+}
+
+/// `check_labels: false` skips only the check: valid codes give the same loss and diagnostics.
+#[test]
+fn unchecked_valid_labels_give_the_checked_result() {
+    let (n, d, k) = (12, 8, 5);
+    let img = randn(&[n, d], Kind::Double);
+    let txt = randn(&[n, d], Kind::Double);
+    let labels = random_labels(n, k);
+    let ls = Tensor::from(1.5f64);
+    for cfg in configs() {
+        let checked = itl_loss(&img, &txt, &labels, &ls, &cfg).unwrap();
+        let unchecked = ItlLossConfig {
+            check_labels: false,
+            ..cfg.clone()
+        };
+        let unchecked = itl_loss(&img, &txt, &labels, &ls, &unchecked).unwrap();
+        assert_eq!(
+            checked.loss.double_value(&[]),
+            unchecked.loss.double_value(&[]),
+            "{cfg:?}"
+        );
+        assert_eq!(checked.diagnostics(), unchecked.diagnostics(), "{cfg:?}");
+    }
 }

@@ -45,6 +45,7 @@ fn config(case: &serde_json::Value, chunk_size: Option<usize>) -> ItlLossConfig 
         image_to_text_weight: case["w_it"].as_f64().unwrap(),
         text_to_image_weight: case["w_ti"].as_f64().unwrap(),
         chunk_size,
+        check_labels: true,
     }
 }
 
@@ -105,7 +106,7 @@ fn every_case_matches_the_pytorch_reference_dense_and_chunked() {
             out.loss.backward();
             let label = format!("{name} chunk {chunk:?}");
             check(&label, &fx, "", &out.loss, [&img, &txt, &ls], tol);
-            let diag = out.diagnostics;
+            let diag = out.diagnostics();
             assert_eq!(
                 diag.masked_pairs,
                 fx["masked_pairs"].int64_value(&[0]),

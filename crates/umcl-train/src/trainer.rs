@@ -690,10 +690,11 @@ fn batch_loss(
         } else {
             let labels_p = b.labels.index_select(0, &pair_rows);
             let out = itl_loss(&img_p, &txt_p, &labels_p, &log_scale, &setup.loss_cfg)?;
+            let diagnostics = out.diagnostics();
             (
                 out.loss,
-                out.diagnostics.masked_pairs,
-                out.diagnostics.mean_positives_per_row,
+                diagnostics.masked_pairs,
+                diagnostics.mean_positives_per_row,
             )
         }
     } else {
@@ -1005,6 +1006,9 @@ impl Setup {
             false_negative_threshold: (cfg.loss.false_negative_threshold > 0.0)
                 .then_some(cfg.loss.false_negative_threshold),
             chunk_size: (cfg.loss.chunk_size > 0).then_some(cfg.loss.chunk_size),
+            // The loader's label codes are umcl-data's `LabelState::code` values, valid by
+            // construction: no need for the check's device synchronisation.
+            check_labels: false,
             ..ItlLossConfig::default()
         };
         loss_cfg.validate()?;

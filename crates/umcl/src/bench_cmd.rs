@@ -316,7 +316,12 @@ fn step(args: &StepArgs) -> Result<()> {
     );
     optimizer.set_fused(!args.no_fused);
     let inputs = Inputs::new(args, device);
-    let loss_cfg = ItlLossConfig::default();
+    // The training default; the codes come from `label_code`, valid by construction, so the
+    // label check (a device synchronisation) is off as in the trainer.
+    let loss_cfg = ItlLossConfig {
+        check_labels: false,
+        ..ItlLossConfig::default()
+    };
     let dist = if args.dist {
         Some(Dist::single(device, 25.0).context("forming the 1-rank process group")?)
     } else {
