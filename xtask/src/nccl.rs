@@ -37,7 +37,9 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     }
     crate::setup::ensure(root, false)?;
     let venv = crate::setup::ensure_ref_venv(root)?;
-    let site = site_packages(&venv)?;
+    let torch = crate::setup::torch_dir(&venv)
+        .with_context(|| format!("no torch installed in {}", venv.display()))?;
+    let site = torch.parent().context("site-packages")?.to_path_buf();
     let headers = header_wheels(root)?;
     let torch_include = root.join(".libtorch/include");
     let torch_lib = site.join("torch/lib");
@@ -90,17 +92,6 @@ fn is_fresh(out: &Path, inputs: &[PathBuf]) -> bool {
     inputs
         .iter()
         .all(|i| modified(i).is_some_and(|t| t <= built))
-}
-
-fn site_packages(venv: &Path) -> Result<PathBuf> {
-    let lib = venv.join("lib");
-    for entry in std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
-        let site = entry?.path().join("site-packages");
-        if site.join("torch").is_dir() {
-            return Ok(site);
-        }
-    }
-    bail!("no site-packages with torch under {}", lib.display())
 }
 
 /// The include folder of the header-only wheels, installed on first use.

@@ -208,7 +208,7 @@ fn check_pip(python: &Path) -> Result<()> {
 }
 
 /// `<venv>/lib/python3.X/site-packages/torch`, if installed.
-fn torch_dir(venv: &Path) -> Option<PathBuf> {
+pub(crate) fn torch_dir(venv: &Path) -> Option<PathBuf> {
     let lib = fs::read_dir(venv.join("lib")).ok()?;
     lib.filter_map(|entry| entry.ok())
         .map(|entry| entry.path().join("site-packages/torch"))

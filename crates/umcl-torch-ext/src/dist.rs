@@ -556,6 +556,17 @@ fn dl_error() -> String {
         .into_owned()
 }
 
+/// The torchrun variables a launcher sets for each worker: the four [`LaunchEnv::from_env`]
+/// requires (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`), then the two it defaults.
+pub const LAUNCH_VARIABLES: [&str; 6] = [
+    "RANK",
+    "WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+];
+
 /// The torchrun-style environment of one worker process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchEnv {
@@ -584,12 +595,20 @@ impl LaunchEnv {
 
     /// Like [`LaunchEnv::from_env`], reading variables through `get`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, DistError> {
-        const KEYS: [&str; 4] = ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"];
-        let present: Vec<&str> = KEYS.iter().copied().filter(|k| get(k).is_some()).collect();
+        let required = &LAUNCH_VARIABLES[..4];
+        let present: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|k| get(k).is_some())
+            .collect();
         if present.is_empty() {
             return Ok(None);
         }
-        let missing: Vec<&str> = KEYS.iter().copied().filter(|k| get(k).is_none()).collect();
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|k| get(k).is_none())
+            .collect();
         if !missing.is_empty() {
             return Err(DistError::Env(format!(
                 "{} set but {} missing (a distributed run needs all of RANK, WORLD_SIZE, \

@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use tch::{Device, Kind, Tensor};
+pub use umcl_torch_ext::dist::LAUNCH_VARIABLES;
 use umcl_torch_ext::dist::{self, Backend, LaunchEnv, ProcessGroup, ReduceOp};
 
 use crate::config::TrainConfig;
@@ -38,18 +39,9 @@ pub struct Dist {
 }
 
 impl Dist {
-    /// Joins the run described by the environment, or `Ok(None)` when the process was not
-    /// started as a rank (no launch variables). `device` is where this rank trains: the CPU
-    /// (Gloo) or `cuda:LOCAL_RANK` (NCCL). An incomplete or contradictory environment, a batch
-    /// the ranks cannot split evenly, or a failed rendezvous is an error.
-    pub fn from_env(cfg: &TrainConfig, device: Device) -> Result<Option<Self>, TrainError> {
-        let Some(env) = LaunchEnv::from_env()? else {
-            return Ok(None);
-        };
-        Self::join(cfg, &env, device).map(Some)
-    }
-
-    /// Joins the run described by `env`, on Gloo for a CPU `device` and on NCCL for a CUDA one.
+    /// Joins the run described by `env` (from [`LaunchEnv::from_env`]), on Gloo for a CPU
+    /// `device` and on NCCL for a CUDA one (which must be `cuda:LOCAL_RANK`). A batch the ranks
+    /// cannot split evenly or a failed rendezvous is an error.
     pub fn join(cfg: &TrainConfig, env: &LaunchEnv, device: Device) -> Result<Self, TrainError> {
         let world = env.world_size;
         let bad = |key: &str, reason: String| {
@@ -84,26 +76,18 @@ impl Dist {
                 "is not supported in distributed runs (the ranks' batches must stay equal)".into(),
             ));
         }
-        let backend = match device {
-            Device::Cuda(index) if index != env.local_rank => {
+        if let Device::Cuda(index) = device {
+            if index != env.local_rank {
                 return Err(bad(
                     "run.device",
                     format!(
                         "cuda:{index}, but an NCCL rank trains on cuda:LOCAL_RANK = cuda:{}",
                         env.local_rank
                     ),
-                ))
+                ));
             }
-            Device::Cuda(_) => Backend::Nccl,
-            _ => Backend::Gloo,
-        };
-        let group = dist::init_backend(env, backend, Duration::from_secs(cfg.dist.timeout_s))?;
-        let bucket_elems = ((cfg.dist.bucket_mb * 1024.0 * 1024.0) / 4.0).max(1.0) as usize;
-        Ok(Self {
-            group,
-            bucket_elems,
-            device,
-        })
+        }
+        Self::form(env, device, cfg.dist.timeout_s, cfg.dist.bucket_mb)
     }
 
     /// A data-parallel run of one rank on 127.0.0.1 (Gloo for a CPU `device`, NCCL for a CUDA
@@ -111,19 +95,32 @@ impl Dist {
     /// without other ranks, to measure its cost against the plain step (`umcl bench step
     /// --dist`).
     pub fn single(device: Device, bucket_mb: f64) -> Result<Self, TrainError> {
-        let timeout = Duration::from_secs(120);
-        let store = dist::Store::serve("127.0.0.1", 0, 1, timeout)?;
-        let group = match device {
-            Device::Cuda(index) => ProcessGroup::nccl(store, 0, 1, index, timeout)?,
-            _ => ProcessGroup::gloo(
-                store,
-                0,
-                1,
-                &dist::GlooDevice::Hostname("127.0.0.1".into()),
-                0,
-                timeout,
-            )?,
+        let env = LaunchEnv {
+            master_addr: "127.0.0.1".into(),
+            master_port: 0, // the OS chooses
+            rank: 0,
+            world_size: 1,
+            local_rank: match device {
+                Device::Cuda(index) => index,
+                _ => 0,
+            },
+            local_world_size: 1,
         };
+        Self::form(&env, device, 120, bucket_mb)
+    }
+
+    /// Forms the group of `env` on the backend of `device`: NCCL for CUDA, else Gloo.
+    fn form(
+        env: &LaunchEnv,
+        device: Device,
+        timeout_s: u64,
+        bucket_mb: f64,
+    ) -> Result<Self, TrainError> {
+        let backend = match device {
+            Device::Cuda(_) => Backend::Nccl,
+            _ => Backend::Gloo,
+        };
+        let group = dist::init_backend(env, backend, Duration::from_secs(timeout_s))?;
         Ok(Self {
             group,
             bucket_elems: ((bucket_mb * 1024.0 * 1024.0) / 4.0).max(1.0) as usize,

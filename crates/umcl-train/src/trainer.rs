@@ -782,8 +782,9 @@ fn prompt_term(
 
 impl Setup {
     fn new(cfg: &TrainConfig) -> Result<Self, TrainError> {
+        let request: DeviceRequest = cfg.run.device.parse()?;
         let backend = backend::init(&BackendConfig {
-            device: cfg.run.device.parse()?,
+            device: request,
             threads: (cfg.run.threads > 0).then_some(cfg.run.threads),
             cpu_heap: if cfg.run.keep_cpu_memory {
                 CpuHeap::Keep
@@ -792,10 +793,11 @@ impl Setup {
             },
         })?;
         let mut device = backend.device;
-        // A distributed CUDA run trains rank r of a node on cuda:LOCAL_RANK (NCCL); `cuda`
-        // and `auto` mean that device, an explicit `cuda:N` must be it.
-        if let (Device::Cuda(_), Some(env)) = (device, LaunchEnv::from_env()?) {
-            let request: DeviceRequest = cfg.run.device.parse()?;
+        // Started as a rank (torchrun's variables): a distributed run. On CUDA, rank r of a
+        // node trains on cuda:LOCAL_RANK (NCCL); `cuda` and `auto` mean that device, an
+        // explicit `cuda:N` must be it.
+        let launch = LaunchEnv::from_env()?;
+        if let (Device::Cuda(_), Some(env)) = (device, &launch) {
             if matches!(request, DeviceRequest::Auto | DeviceRequest::Cuda(0)) {
                 let visible = tch::Cuda::device_count().max(0) as usize;
                 if env.local_rank >= visible {
@@ -807,7 +809,9 @@ impl Setup {
                 device = Device::Cuda(env.local_rank);
             }
         }
-        let dist = Dist::from_env(cfg, device)?;
+        let dist = launch
+            .map(|env| Dist::join(cfg, &env, device))
+            .transpose()?;
         tch::manual_seed(cfg.run.seed as i64);
         let schema = Schema::chest_xray();
         let manifest = Manifest::read(&cfg.data.manifest)?;

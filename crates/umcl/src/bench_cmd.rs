@@ -28,6 +28,7 @@ use umcl_models::dual::{DualConfig, DualEncoder};
 use umcl_models::image::{ImageEncoder, ImageEncoderConfig};
 use umcl_models::resnet::ResNetConfig;
 use umcl_models::vit::VitConfig;
+use umcl_train::config::DistConfig;
 use umcl_train::distributed::Dist;
 use umcl_train::optim::{AdamW, AdamWConfig};
 
@@ -111,8 +112,8 @@ pub struct StepArgs {
     #[arg(long)]
     breakdown: bool,
     /// Run the step through the trainer's data-parallel path on a 1-rank process group (Gloo
-    /// on the CPU, NCCL on CUDA): features all-gathered, gradients all-reduced in 25 MiB
-    /// buckets. Compared with the plain step it is the cost of that path.
+    /// on the CPU, NCCL on CUDA): features all-gathered, gradients all-reduced in the trainer's
+    /// default buckets (`dist.bucket_mb`). Compared with the plain step it is the cost of that path.
     #[arg(long)]
     dist: bool,
     /// What happens to freed CPU memory: keep (reused by later steps, as `umcl train` does by
@@ -323,7 +324,8 @@ fn step(args: &StepArgs) -> Result<()> {
         ..ItlLossConfig::default()
     };
     let dist = if args.dist {
-        Some(Dist::single(device, 25.0).context("forming the 1-rank process group")?)
+        let bucket_mb = DistConfig::default().bucket_mb; // the trainer's default buckets
+        Some(Dist::single(device, bucket_mb).context("forming the 1-rank process group")?)
     } else {
         None
     };

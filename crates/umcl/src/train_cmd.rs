@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 use umcl_train::config::TrainConfig;
+use umcl_train::distributed::LAUNCH_VARIABLES;
 use umcl_train::evaluate;
 use umcl_train::trainer::{self, Resume, RunOptions};
 
@@ -115,16 +116,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// The torchrun variables a launcher sets; `--nproc` refuses to run inside another launcher.
-const LAUNCH_VARS: [&str; 6] = [
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-];
-
 /// `umcl train --nproc N`: starts N copies of this command as ranks 0..N of one data-parallel
 /// run on 127.0.0.1 and waits for them. When a rank fails, the others are given
 /// `min(dist.timeout_s, 30)` + 5 seconds to notice and stop by themselves (with Gloo they see a
@@ -137,7 +128,11 @@ fn launch(args: &TrainArgs, cfg: &mut TrainConfig, n: usize) -> Result<()> {
     if n == 0 {
         bail!("--nproc must be at least 1");
     }
-    if let Some(var) = LAUNCH_VARS.iter().find(|v| std::env::var_os(v).is_some()) {
+    // `--nproc` refuses to run inside another launcher.
+    if let Some(var) = LAUNCH_VARIABLES
+        .iter()
+        .find(|v| std::env::var_os(v).is_some())
+    {
         bail!(
             "--nproc starts its own ranks, but {var} is already set (is this process started by \
              torchrun or Slurm? then leave out --nproc: umcl reads their variables itself)"

@@ -1,40 +1,38 @@
 //! End-to-end test of `umcl bench step` at a tiny size: it trains, times, and writes the JSON
 //! line the side-by-side script (`xtask/gpu/train_step.sh`) reads.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-fn umcl() -> Command {
+/// `umcl bench step --model resnet50-image-only ARGS`.
+fn bench_step(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_umcl"))
+        .args(["bench", "step", "--model", "resnet50-image-only"])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn bench_step_writes_one_json_line_with_the_shared_fields() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("step.json");
-    let out = umcl()
-        .args([
-            "bench",
-            "step",
-            "--model",
-            "resnet50-image-only",
-            "--batch",
-            "2",
-            "--image-size",
-            "32",
-            "--warmup",
-            "1",
-            "--steps",
-            "2",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--breakdown",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
+    let out = bench_step(&[
+        "--batch",
+        "2",
+        "--image-size",
+        "32",
+        "--warmup",
+        "1",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--breakdown",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "stderr:\n{}",
@@ -63,19 +61,7 @@ fn bench_step_writes_one_json_line_with_the_shared_fields() {
 
 #[test]
 fn bench_step_refuses_a_batch_of_one() {
-    let out = umcl()
-        .args([
-            "bench",
-            "step",
-            "--model",
-            "resnet50-image-only",
-            "--batch",
-            "1",
-            "--device",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
+    let out = bench_step(&["--batch", "1", "--device", "cpu"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--batch >= 2"), "{stderr}");

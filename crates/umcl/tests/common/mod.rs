@@ -9,16 +9,11 @@ use std::process::{Command, Output};
 /// The `umcl` binary, with the torchrun variables and test hooks of the parent removed.
 pub fn umcl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_umcl"));
-    for var in [
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "LOCAL_WORLD_SIZE",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "UMCL_TEST_SIGKILL_AT_STEP",
-        "UMCL_TEST_SIGKILL_RANK",
-    ] {
+    let hooks = ["UMCL_TEST_SIGKILL_AT_STEP", "UMCL_TEST_SIGKILL_RANK"];
+    for var in umcl_train::distributed::LAUNCH_VARIABLES
+        .iter()
+        .chain(&hooks)
+    {
         c.env_remove(var);
     }
     c
