@@ -101,7 +101,7 @@ impl From<ExtError> for DistError {
     }
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
@@ -330,11 +330,16 @@ impl ProcessGroup {
         self.timeout
     }
 
+    /// The bridge's group handle.
+    pub(crate) fn ptr(&self) -> *mut c_void {
+        self.ptr
+    }
+
     /// Runs a bridge collective; a failure names this rank.
     ///
     /// # Safety
     /// `message` must be NULL or an owned message returned by the bridge.
-    unsafe fn collective(
+    pub(crate) unsafe fn collective(
         &self,
         what: &'static str,
         message: *mut std::ffi::c_char,

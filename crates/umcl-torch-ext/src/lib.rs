@@ -15,6 +15,7 @@ use std::ffi::{c_char, CStr};
 
 pub mod dist;
 pub mod fused;
+pub mod grad_sync;
 
 mod ffi {
     use std::ffi::c_char;

@@ -101,6 +101,9 @@ pub struct DistConfig {
     pub timeout_s: u64,
     /// Size of one gradient all-reduce bucket in MiB. Default 25.
     pub bucket_mb: f64,
+    /// Start each bucket's all-reduce inside the backward pass, as soon as its gradients are
+    /// ready (as PyTorch's DDP does), instead of all buckets after it. Default true.
+    pub overlap: bool,
 }
 
 impl Default for DistConfig {
@@ -108,6 +111,7 @@ impl Default for DistConfig {
         Self {
             timeout_s: 1800,
             bucket_mb: 25.0,
+            overlap: true,
         }
     }
 }

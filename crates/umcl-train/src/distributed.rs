@@ -12,8 +12,9 @@
 //!    own rows kept as the live tensors ([`Dist::gather_with_local`]), so every rank computes
 //!    the loss of the whole batch and gradients flow to its own features (open_clip's "gather
 //!    with grad" result without a backward collective);
-//! 3. the parameter gradients are summed over ranks in buckets ([`Dist::all_reduce_grads`]).
-//!    Terms that reach parameters other than through the rank's own features (the logit scale,
+//! 3. the parameter gradients are summed over ranks in buckets ([`Dist::reduce_grads`]), each
+//!    bucket's all-reduce starting inside the backward pass as soon as its gradients are ready
+//!    ([`Dist::arm`], [`umcl_torch_ext::grad_sync`]). Terms that reach parameters other than through the rank's own features (the logit scale,
 //!    the class prompts) are kept on rank 0 only, so the sum is the gradient of the one-process
 //!    loss;
 //! 4. every rank applies the same update, so the replicas stay equal; they start equal because
@@ -26,8 +27,9 @@ use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 pub use umcl_torch_ext::dist::LAUNCH_VARIABLES;
 use umcl_torch_ext::dist::{self, Backend, LaunchEnv, ProcessGroup, ReduceOp};
+use umcl_torch_ext::grad_sync::{buckets, GradSync, Overlap};
 
-use crate::config::TrainConfig;
+use crate::config::{DistConfig, TrainConfig};
 use crate::error::TrainError;
 
 /// This process's place in a data-parallel run.
@@ -36,6 +38,12 @@ pub struct Dist {
     bucket_elems: usize,
     /// Where the group's tensors live: the CPU for Gloo, this rank's GPU for NCCL.
     device: Device,
+    /// Whether [`Dist::hook_grads`] sets up the overlapped all-reduce.
+    overlap: bool,
+    /// The overlapped all-reduce, once hooked.
+    sync: Option<GradSync>,
+    /// Whether the sync's buckets follow the observed gradient order yet.
+    rebuilt: bool,
 }
 
 impl Dist {
@@ -87,14 +95,14 @@ impl Dist {
                 ));
             }
         }
-        Self::form(env, device, cfg.dist.timeout_s, cfg.dist.bucket_mb)
+        Self::form(env, device, &cfg.dist)
     }
 
     /// A data-parallel run of one rank on 127.0.0.1 (Gloo for a CPU `device`, NCCL for a CUDA
-    /// one), with gradient buckets of `bucket_mb` MiB: the trainer's distributed code path
-    /// without other ranks, to measure its cost against the plain step (`umcl bench step
-    /// --dist`).
-    pub fn single(device: Device, bucket_mb: f64) -> Result<Self, TrainError> {
+    /// one), with the buckets and overlap of `cfg` (its timeout is replaced by 120 s): the
+    /// trainer's distributed code path without other ranks, to measure its cost against the
+    /// plain step (`umcl bench step --dist`).
+    pub fn single(device: Device, cfg: &DistConfig) -> Result<Self, TrainError> {
         let env = LaunchEnv {
             master_addr: "127.0.0.1".into(),
             master_port: 0, // the OS chooses
@@ -106,25 +114,27 @@ impl Dist {
             },
             local_world_size: 1,
         };
-        Self::form(&env, device, 120, bucket_mb)
+        let cfg = DistConfig {
+            timeout_s: 120,
+            ..cfg.clone()
+        };
+        Self::form(&env, device, &cfg)
     }
 
     /// Forms the group of `env` on the backend of `device`: NCCL for CUDA, else Gloo.
-    fn form(
-        env: &LaunchEnv,
-        device: Device,
-        timeout_s: u64,
-        bucket_mb: f64,
-    ) -> Result<Self, TrainError> {
+    fn form(env: &LaunchEnv, device: Device, cfg: &DistConfig) -> Result<Self, TrainError> {
         let backend = match device {
             Device::Cuda(_) => Backend::Nccl,
             _ => Backend::Gloo,
         };
-        let group = dist::init_backend(env, backend, Duration::from_secs(timeout_s))?;
+        let group = dist::init_backend(env, backend, Duration::from_secs(cfg.timeout_s))?;
         Ok(Self {
             group,
-            bucket_elems: ((bucket_mb * 1024.0 * 1024.0) / 4.0).max(1.0) as usize,
+            bucket_elems: ((cfg.bucket_mb * 1024.0 * 1024.0) / 4.0).max(1.0) as usize,
             device,
+            overlap: cfg.overlap,
+            sync: None,
+            rebuilt: false,
         })
     }
 
@@ -160,7 +170,9 @@ impl Dist {
     /// Copies rank 0's values of `vars` into every rank's, in buckets.
     pub fn broadcast_vars(&self, vars: &[Tensor]) -> Result<(), TrainError> {
         let _guard = tch::no_grad_guard();
-        for bucket in buckets(vars, self.bucket_elems) {
+        let refs: Vec<&Tensor> = vars.iter().collect();
+        for range in buckets(&refs, self.bucket_elems) {
+            let bucket = &refs[range];
             let views: Vec<Tensor> = bucket.iter().map(|v| v.detach().reshape([-1])).collect();
             let kinds: Vec<Kind> = bucket.iter().map(|v| v.kind()).collect();
             // One flat buffer per bucket in the widest kind of the bucket (f64 keeps every
@@ -185,10 +197,56 @@ impl Dist {
         Ok(())
     }
 
+    /// Hooks the trainable `vars` for the overlapped all-reduce when `dist.overlap` is on (a
+    /// no-op otherwise). Call it once, before the first step, with the tensors later passed to
+    /// [`Dist::reduce_grads`].
+    pub fn hook_grads(&mut self, vars: &[Tensor]) -> Result<(), TrainError> {
+        if !self.overlap || self.sync.is_some() {
+            return Ok(());
+        }
+        let trainable: Vec<&Tensor> = vars.iter().filter(|v| v.requires_grad()).collect();
+        if trainable.is_empty() {
+            return Ok(());
+        }
+        self.sync = Some(GradSync::new(&self.group, &trainable, self.bucket_elems)?);
+        Ok(())
+    }
+
+    /// Call right before the last backward pass of a step (the only one without gradient
+    /// accumulation): with the overlapped all-reduce, buckets start inside it.
+    pub fn arm(&self) -> Result<(), TrainError> {
+        if let Some(sync) = &self.sync {
+            sync.arm()?;
+        }
+        Ok(())
+    }
+
     /// Sums the gradients of the trainable `vars` over all ranks, in buckets of the configured
-    /// size. A gradient that exists on some rank but not on this one counts as zero here (and
-    /// is created); one that exists on no rank stays absent, as in a one-process run.
-    pub fn all_reduce_grads(&self, vars: &[Tensor]) -> Result<(), TrainError> {
+    /// size: finishes the overlapped all-reduce started by [`Dist::arm`] when
+    /// [`Dist::hook_grads`] set it up, else all-reduces every bucket now. A gradient that
+    /// exists on some rank but not on this one counts as zero here (and is created); one that
+    /// exists on no rank stays absent, as in a one-process run.
+    pub fn reduce_grads(&mut self, vars: &[Tensor]) -> Result<(), TrainError> {
+        let Some(sync) = &mut self.sync else {
+            return self.all_reduce_grads(vars);
+        };
+        sync.finish()?;
+        if !self.rebuilt {
+            // After the first step, buckets follow the order gradients became ready.
+            sync.rebuild(&self.group)?;
+            self.rebuilt = true;
+        }
+        Ok(())
+    }
+
+    /// Of the last step, with the overlapped all-reduce: how many gradient buckets started
+    /// inside the backward pass.
+    pub fn overlap(&self) -> Option<Overlap> {
+        self.sync.as_ref().map(GradSync::overlap)
+    }
+
+    /// [`Dist::reduce_grads`] after the backward pass, bucket by bucket.
+    fn all_reduce_grads(&self, vars: &[Tensor]) -> Result<(), TrainError> {
         let trainable: Vec<&Tensor> = vars.iter().filter(|v| v.requires_grad()).collect();
         let has: Vec<f32> = trainable
             .iter()
@@ -222,7 +280,9 @@ impl Dist {
             .map(|(v, _)| v.grad())
             .collect();
         let _guard = tch::no_grad_guard();
-        for bucket in buckets(&grads, self.bucket_elems) {
+        let refs: Vec<&Tensor> = grads.iter().collect();
+        for range in buckets(&refs, self.bucket_elems) {
+            let bucket = &refs[range];
             let mut flat = Tensor::cat(
                 &bucket.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
                 0,
@@ -242,50 +302,5 @@ impl Dist {
     /// Returns once every rank has arrived.
     pub fn barrier(&self) -> Result<(), TrainError> {
         Ok(self.group.barrier()?)
-    }
-}
-
-/// Consecutive groups of `tensors` of at most `limit` elements each (a larger tensor alone).
-/// Tensors of different kinds never share a bucket.
-fn buckets(tensors: &[Tensor], limit: usize) -> Vec<Vec<&Tensor>> {
-    let mut out: Vec<Vec<&Tensor>> = Vec::new();
-    let mut size = 0usize;
-    for t in tensors {
-        let n = t.numel();
-        let fits = out
-            .last()
-            .is_some_and(|b| size + n <= limit && b.first().is_some_and(|f| f.kind() == t.kind()));
-        if !fits {
-            out.push(Vec::new());
-            size = 0;
-        }
-        if let Some(b) = out.last_mut() {
-            b.push(t);
-        }
-        size += n;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_respect_the_limit_and_the_kind() {
-        let t = |n: i64, kind: Kind| Tensor::zeros([n], (kind, tch::Device::Cpu));
-        let ts = [
-            t(3, Kind::Float),
-            t(4, Kind::Float),
-            t(9, Kind::Float),
-            t(1, Kind::Float),
-            t(1, Kind::Int64),
-            t(2, Kind::Int64),
-        ];
-        let sizes: Vec<Vec<i64>> = buckets(&ts, 8)
-            .iter()
-            .map(|b| b.iter().map(|t| t.numel() as i64).collect())
-            .collect();
-        assert_eq!(sizes, vec![vec![3, 4], vec![9], vec![1], vec![1, 2]]);
     }
 }

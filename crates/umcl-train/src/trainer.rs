@@ -103,6 +103,10 @@ struct StepRecord {
     data_wait_share: f64,
     masked_pairs: i64,
     mean_positives: f64,
+    /// Data-parallel runs with `dist.overlap`: of this rank's gradient buckets in this step,
+    /// how many started their all-reduce inside the backward pass, and how many there are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grad_buckets_overlapped: Option<[usize; 2]>,
 }
 
 /// Everything the loop needs, built from the configuration.
@@ -186,9 +190,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         }
     }
     let vars = vars_by_name(&setup.model);
-    if let Some(dist) = &setup.dist {
+    if let Some(dist) = &mut setup.dist {
         // Every rank starts from rank 0's weights (the same checkpoint on resume).
         dist.broadcast_vars(&vars)?;
+        dist.hook_grads(&vars)?;
         if !opts.quiet && main {
             eprintln!(
                 "data-parallel run: {world} ranks of {} samples",
@@ -262,8 +267,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 step_losses(&mut setup, &b)?
             };
             kill_hook(state.step, rank);
-            if let Some(dist) = &setup.dist {
-                dist.all_reduce_grads(&vars)?;
+            if let Some(dist) = &mut setup.dist {
+                dist.reduce_grads(&vars)?;
             }
             let loss_value = out.total;
             if !loss_value.is_finite() {
@@ -313,6 +318,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                     data_wait_share: (waited_now.as_secs_f64() / elapsed).min(1.0),
                     masked_pairs: out.masked_pairs,
                     mean_positives: out.mean_positives,
+                    grad_buckets_overlapped: setup
+                        .dist
+                        .as_ref()
+                        .and_then(Dist::overlap)
+                        .map(|o| [o.early, o.buckets]),
                 };
                 if let Some(m) = &mut metrics {
                     m.write(&rec)?;
@@ -488,7 +498,7 @@ fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError
         let (img, txt) = features(setup, 0, n)?;
         let classes = class_embeddings(setup)?;
         let out = batch_loss(setup, b, &img, &txt, classes.as_ref(), true)?;
-        out.loss.backward();
+        backward(setup, &out.loss, true)?;
         return Ok(out.values);
     }
     // Feature cache: every micro-batch without gradients.
@@ -528,7 +538,7 @@ fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError
             classes_cached.as_ref().map(Tensor::shallow_clone)
         };
         let out = batch_loss(setup, b, &img, &txt, classes.as_ref(), true)?;
-        out.loss.backward();
+        backward(setup, &out.loss, j + 1 == micro.len())?;
         values.get_or_insert(out.values);
     }
     values.ok_or_else(|| TrainError::Eval("empty batch".into()))
@@ -571,7 +581,7 @@ fn step_losses_dist(setup: &Setup, b: &TensorBatch) -> Result<StepOut, TrainErro
             classes_frozen()?
         };
         let out = batch_loss(setup, &global, &img, &txt, classes.as_ref(), main)?;
-        out.loss.backward();
+        backward(setup, &out.loss, true)?;
         return Ok(out.values);
     }
     // Feature cache of the whole batch: this rank's micro-batches without gradients, gathered.
@@ -611,10 +621,21 @@ fn step_losses_dist(setup: &Setup, b: &TensorBatch) -> Result<StepOut, TrainErro
             classes_cached.as_ref().map(Tensor::shallow_clone)
         };
         let out = batch_loss(setup, &global, &img, &txt, classes.as_ref(), main)?;
-        out.loss.backward();
+        backward(setup, &out.loss, j + 1 == micro.len())?;
         values.get_or_insert(out.values);
     }
     values.ok_or_else(|| TrainError::Eval("empty batch".into()))
+}
+
+/// The backward pass of one micro-batch. Before the `last` one of a step, a data-parallel run
+/// arms its gradient all-reduce, whose buckets then start inside this pass
+/// ([`Dist::arm`]).
+fn backward(setup: &Setup, loss: &Tensor, last: bool) -> Result<(), TrainError> {
+    if let (true, Some(dist)) = (last, &setup.dist) {
+        dist.arm()?;
+    }
+    loss.f_backward()?;
+    Ok(())
 }
 
 /// The row ranges `[a, z)` of the `k` micro-batches of a batch of `n` (empty ones dropped).

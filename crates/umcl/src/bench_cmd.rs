@@ -113,7 +113,8 @@ pub struct StepArgs {
     breakdown: bool,
     /// Run the step through the trainer's data-parallel path on a 1-rank process group (Gloo
     /// on the CPU, NCCL on CUDA): features all-gathered, gradients all-reduced in the trainer's
-    /// default buckets (`dist.bucket_mb`). Compared with the plain step it is the cost of that path.
+    /// default buckets (`dist.bucket_mb`), overlapped with the backward pass (`dist.overlap`).
+    /// Compared with the plain step it is the cost of that path.
     #[arg(long)]
     dist: bool,
     /// What happens to freed CPU memory: keep (reused by later steps, as `umcl train` does by
@@ -323,9 +324,12 @@ fn step(args: &StepArgs) -> Result<()> {
         check_labels: false,
         ..ItlLossConfig::default()
     };
-    let dist = if args.dist {
-        let bucket_mb = DistConfig::default().bucket_mb; // the trainer's default buckets
-        Some(Dist::single(device, bucket_mb).context("forming the 1-rank process group")?)
+    let mut dist = if args.dist {
+        // The trainer's default buckets and overlap.
+        let mut dist = Dist::single(device, &DistConfig::default())
+            .context("forming the 1-rank process group")?;
+        dist.hook_grads(&model.vs().trainable_variables())?;
+        Some(dist)
     } else {
         None
     };
@@ -347,9 +351,12 @@ fn step(args: &StepArgs) -> Result<()> {
             loss(&model, &inputs, &loss_cfg, dist.as_ref())?
         };
         let t1 = phase_mark(args.breakdown, device);
-        l.backward();
         if let Some(dist) = &dist {
-            dist.all_reduce_grads(&trainable)?;
+            dist.arm()?;
+        }
+        l.backward();
+        if let Some(dist) = &mut dist {
+            dist.reduce_grads(&trainable)?;
         }
         let t2 = phase_mark(args.breakdown, device);
         optimizer
@@ -403,6 +410,7 @@ fn step(args: &StepArgs) -> Result<()> {
         "optimizer": if args.no_fused { "adamw" } else { "adamw-fused" },
         "flush_denormal": args.flush_denormal,
         "dist": args.dist,
+        "dist_buckets": dist.as_ref().and_then(Dist::overlap).map(|o| json!({"buckets": o.buckets, "overlapped": o.early})),
         "cpu_heap": backend.cpu_heap.to_string(),
         "params": params,
         "warmup": args.warmup,

@@ -89,6 +89,20 @@ fn step_losses(run: &Path) -> Vec<[f64; 3]> {
         .collect()
 }
 
+/// `grad_buckets_overlapped` of every logged step (absent without the overlapped all-reduce).
+fn overlapped_buckets(run: &Path) -> Vec<Option<(u64, u64)>> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"step\""))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let pair = v["grad_buckets_overlapped"].as_array()?;
+            Some((pair[0].as_u64().unwrap(), pair[1].as_u64().unwrap()))
+        })
+        .collect()
+}
+
 fn weights(checkpoint: &Path) -> HashMap<String, tch::Tensor> {
     tch::Tensor::read_safetensors(checkpoint.join("model.safetensors"))
         .unwrap()
@@ -115,14 +129,22 @@ fn two_ranks_give_the_losses_and_weights_of_one_process() {
     let cfg = tiny_setup(dir.path(), &tok);
     let runs = dir.path().join("runs");
     let last = "checkpoints/step-00000006";
-    for accum in ["1", "2"] {
+    // The gradient all-reduce overlapped with the backward pass (the default) and after it.
+    for (accum, overlap) in [("1", true), ("2", true), ("1", false)] {
         let set = format!("data.accum_steps={accum}");
         let one = format!("one-a{accum}");
-        let two = format!("two-a{accum}");
-        ok(train(&cfg, &one, &["--set", &set]).output().unwrap());
-        let out = ok(train(&cfg, &two, &["--set", &set, "--nproc", "2"])
-            .output()
-            .unwrap());
+        let two = format!("two-a{accum}-overlap-{overlap}");
+        if !runs.join(&one).exists() {
+            ok(train(&cfg, &one, &["--set", &set]).output().unwrap());
+        }
+        let overlap_set = format!("dist.overlap={overlap}");
+        let out = ok(train(
+            &cfg,
+            &two,
+            &["--set", &set, "--set", &overlap_set, "--nproc", "2"],
+        )
+        .output()
+        .unwrap());
         // Rank 0 alone reports and writes.
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(stdout.matches("run directory:").count(), 1, "{stdout}");
@@ -134,19 +156,35 @@ fn two_ranks_give_the_losses_and_weights_of_one_process() {
             for k in 0..3 {
                 assert!(
                     (x[k] - y[k]).abs() <= 1e-5,
-                    "accum {accum}, step {}: term {k} is {} in one process, {} on two ranks",
+                    "accum {accum}, overlap {overlap}, step {}: term {k} is {} in one process, {} on two ranks",
                     step + 1,
                     x[k],
                     y[k]
                 );
             }
         }
+        // With the overlap, rank 0's buckets start inside the backward pass once they are
+        // rebuilt after the first step: the weights every rank trains, then the class prompts
+        // and the logit scale (rank 0's only) in a bucket of their own. With two
+        // micro-batches the class prompts take their gradient in the first one, which is not
+        // the armed pass, so their bucket is all-reduced after it.
+        let overlapped = overlapped_buckets(&runs.join(&two));
+        if overlap {
+            let later = if accum == "1" { (2, 2) } else { (1, 2) };
+            assert!(overlapped[0].is_some(), "{overlapped:?}");
+            assert!(
+                overlapped[1..].iter().all(|o| *o == Some(later)),
+                "accum {accum}: {overlapped:?}"
+            );
+        } else {
+            assert!(overlapped.iter().all(Option::is_none), "{overlapped:?}");
+        }
         // The prompt term takes part (the class prompts' gradient comes from rank 0 only).
         assert!(a.iter().all(|x| x[2] > 0.0));
         let diff = max_weight_diff(&runs.join(&one).join(last), &runs.join(&two).join(last));
         assert!(
             diff <= 1e-5,
-            "accum {accum}: final weights differ by up to {diff}"
+            "accum {accum}, overlap {overlap}: final weights differ by up to {diff}"
         );
     }
     // One rank is the plain run plus a no-op all-reduce: bit for bit the same weights.
@@ -165,8 +203,9 @@ fn a_killed_rank_stops_the_run_within_the_timeout_and_the_run_resumes() {
     let timeout = ["--set", "dist.timeout_s=5", "--nproc", "2"];
     ok(train(&cfg, "full", &timeout).output().unwrap());
 
-    // Rank 1 dies by SIGKILL in the middle of step 4 (after its backward pass, before the
-    // gradient all-reduce): rank 0 waits in that all-reduce and must stop on its own.
+    // Rank 1 dies by SIGKILL in the middle of step 4 (after its backward pass, in which its
+    // gradient all-reduce started, before it waits for it): rank 0 waits in that all-reduce
+    // and must stop on its own.
     let started = Instant::now();
     let out = train(&cfg, "killed", &timeout)
         .env("UMCL_TEST_SIGKILL_AT_STEP", "3")
