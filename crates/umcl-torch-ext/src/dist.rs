@@ -345,12 +345,7 @@ impl ProcessGroup {
         message: *mut std::ffi::c_char,
     ) -> Result<(), DistError> {
         // SAFETY: forwarded from the caller.
-        unsafe { check(what, message) }.map_err(|e| {
-            DistError::Comm(ExtError {
-                context: e.context,
-                message: format!("rank {} of {}: {}", self.rank, self.size, e.message),
-            })
-        })
+        unsafe { check_ranked(what, message, self.rank, self.size) }
     }
 
     fn check_tensor(t: &Tensor, what: &str) -> Result<(), DistError> {
@@ -459,6 +454,26 @@ impl Drop for ProcessGroup {
         // SAFETY: created by umcl_c10d_gloo_new or umcl_c10d_nccl_new, freed once.
         unsafe { ffi::umcl_c10d_group_free(self.ptr) }
     }
+}
+
+/// A bridge result (see [`check`]) as a [`DistError::Comm`] whose message names `rank` of
+/// `size`.
+///
+/// # Safety
+/// `message` must be NULL or an owned message returned by the bridge.
+pub(crate) unsafe fn check_ranked(
+    what: &'static str,
+    message: *mut std::ffi::c_char,
+    rank: usize,
+    size: usize,
+) -> Result<(), DistError> {
+    // SAFETY: forwarded from the caller.
+    unsafe { check(what, message) }.map_err(|e| {
+        DistError::Comm(ExtError {
+            context: e.context,
+            message: format!("rank {rank} of {size}: {}", e.message),
+        })
+    })
 }
 
 /// `rank` must be one of `0..size`.

@@ -85,13 +85,19 @@ mod ffi {
 /// assert_eq!(umcl_torch_ext::grad_sync::buckets(&refs, 8), vec![0..2, 2..3, 3..4]);
 /// ```
 pub fn buckets(tensors: &[&Tensor], limit: usize) -> Vec<Range<usize>> {
+    buckets_first(tensors, limit, limit)
+}
+
+/// [`buckets`] with a different limit for the first range.
+fn buckets_first(tensors: &[&Tensor], first: usize, limit: usize) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::new();
     let mut size = 0usize;
     for (i, t) in tensors.iter().enumerate() {
         let n = t.numel();
         let fits = out.last().is_some_and(|b| {
-            let first = tensors[b.start];
-            size + n <= limit && first.kind() == t.kind() && first.device() == t.device()
+            let head = tensors[b.start];
+            let cap = if out.len() == 1 { first } else { limit };
+            size + n <= cap && head.kind() == t.kind() && head.device() == t.device()
         });
         match out.last_mut() {
             Some(b) if fits => b.end = i + 1,
@@ -104,6 +110,11 @@ pub fn buckets(tensors: &[&Tensor], limit: usize) -> Vec<Range<usize>> {
     }
     out
 }
+
+/// The size limit, in elements, of the first bucket after [`GradSync::rebuild`] (1 MiB of
+/// f32, as PyTorch's DDP): the gradients ready first start communicating early, whatever
+/// the bucket size.
+pub const FIRST_BUCKET_ELEMS: usize = 1 << 18;
 
 /// What [`GradSync::overlap`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +150,7 @@ impl GradSync {
         bucket_elems: usize,
     ) -> Result<Self, DistError> {
         let order: Vec<usize> = (0..params.len()).rev().collect();
-        let (order_c, sizes_c) = bucket_plan(params, &[&order], bucket_elems)?;
+        let (order_c, sizes_c) = bucket_plan(params, &[&order], bucket_elems, false)?;
         let ptrs: Vec<*const c_void> = params.iter().map(|p| p.as_ptr() as *const c_void).collect();
         let mut ptr = std::ptr::null_mut();
         // SAFETY: live group handle and tensors borrowed for the call; the arrays hold the
@@ -217,8 +228,8 @@ impl GradSync {
         seen.truncate(count);
         let device = self.params.first().map_or(Device::Cpu, Tensor::device);
         // Rank 0's order, and which parameters were ready on every rank: a parameter that
-        // some rank never sees ready (rank 0's logit scale, say) would hold back every
-        // bucket after it there, so those go last.
+        // some rank never sees ready (rank 0's logit scale, say) would hold back its bucket,
+        // and every bucket after it, there.
         let mut everywhere = vec![0i64; n];
         for &p in &seen {
             everywhere[p as usize] = 1;
@@ -256,6 +267,7 @@ impl GradSync {
             &params,
             &[&ready_everywhere, &ready_on_rank0, &rest],
             self.bucket_elems,
+            true,
         )?;
         // SAFETY: live handle; the arrays hold the lengths passed.
         unsafe {
@@ -279,12 +291,7 @@ impl GradSync {
         message: *mut std::ffi::c_char,
     ) -> Result<(), DistError> {
         // SAFETY: forwarded from the caller.
-        unsafe { crate::check(what, message) }.map_err(|e| {
-            DistError::Comm(crate::ExtError {
-                context: e.context,
-                message: format!("rank {} of {}: {}", self.rank, self.size, e.message),
-            })
-        })
+        unsafe { crate::dist::check_ranked(what, message, self.rank, self.size) }
     }
 }
 
@@ -301,20 +308,31 @@ fn to_vec(t: &Tensor) -> Result<Vec<i64>, DistError> {
 }
 
 /// The bridge's bucket description of `params` taken in the order of `segments`, each segment
-/// bucketed on its own: the order as indices and the number of parameters of each bucket.
+/// bucketed on its own (the very first bucket at most [`FIRST_BUCKET_ELEMS`] when
+/// `first_small`): the order as indices and the number of parameters of each bucket.
 fn bucket_plan(
     params: &[&Tensor],
     segments: &[&[usize]],
     limit: usize,
+    first_small: bool,
 ) -> Result<(Vec<i64>, Vec<i64>), DistError> {
     if params.is_empty() {
         return Err(DistError::Invalid("gradient sync: no parameters".into()));
     }
     let mut order = Vec::with_capacity(params.len());
     let mut sizes = Vec::new();
-    for segment in segments {
+    for (k, segment) in segments.iter().enumerate() {
         let ordered: Vec<&Tensor> = segment.iter().map(|&i| params[i]).collect();
-        sizes.extend(buckets(&ordered, limit).into_iter().map(|r| r.len() as i64));
+        let first = if k == 0 && first_small {
+            limit.min(FIRST_BUCKET_ELEMS)
+        } else {
+            limit
+        };
+        sizes.extend(
+            buckets_first(&ordered, first, limit)
+                .into_iter()
+                .map(|r| r.len() as i64),
+        );
         order.extend(segment.iter().map(|&i| i as i64));
     }
     Ok((order, sizes))
@@ -338,5 +356,10 @@ mod tests {
         ];
         let refs: Vec<&Tensor> = ts.iter().collect();
         assert_eq!(buckets(&refs, 8), vec![0..2, 2..3, 3..4, 4..6]);
+        assert_eq!(
+            buckets_first(&refs, 3, 8),
+            vec![0..1, 1..2, 2..3, 3..4, 4..6]
+        );
+        assert_eq!(buckets_first(&refs, 100, 8), vec![0..4, 4..6]);
     }
 }
