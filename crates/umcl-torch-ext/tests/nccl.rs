@@ -3,7 +3,8 @@
 //! The library is loaded once per process, so each case runs in a child process: this test
 //! binary started again on `child_probe` with `UMCL_NCCL_PROBE=1` and the environment of the
 //! case. The child forms a 1-rank NCCL group and, when that works (a GPU host), all-reduces a
-//! CUDA tensor; it prints one `probe:` line that the parent checks.
+//! CUDA tensor and runs the overlapped gradient all-reduce on a CUDA parameter; it prints one
+//! `probe:` line that the parent checks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use tch::{Device, Kind, Tensor};
 use umcl_torch_ext::dist::{ProcessGroup, ReduceOp, Store};
+use umcl_torch_ext::grad_sync::GradSync;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -60,7 +62,19 @@ fn child_probe() {
                 )
                 .is_err();
             let values = Vec::<f32>::try_from(t.to_device(Device::Cpu)).unwrap_or_default();
-            println!("probe: ok: {reduced:?} {values:?} cpu rejected: {cpu_rejected}");
+            // The overlapped gradient all-reduce: its hook runs on autograd's CUDA thread.
+            let w = Tensor::ones([3], (Kind::Float, Device::Cuda(0))).set_requires_grad(true);
+            let synced = GradSync::new(&group, &[&w], 1 << 20).and_then(|sync| {
+                sync.arm()?;
+                (&w * 2.0).sum(Kind::Float).backward();
+                sync.finish()?;
+                Ok(sync.overlap())
+            });
+            let grad = Vec::<f32>::try_from(w.grad().to_device(Device::Cpu)).unwrap_or_default();
+            println!(
+                "probe: ok: {reduced:?} {values:?} cpu rejected: {cpu_rejected}; \
+                 grad sync: {synced:?} {grad:?}"
+            );
         }
     }
 }
@@ -86,8 +100,13 @@ fn the_built_library_loads_against_torchs_cuda_build() {
     }
     let line = probe(&[("UMCL_NCCL_LIB", &lib), ("LD_LIBRARY_PATH", &torch_lib)]);
     if line.starts_with("ok: ") {
-        // A GPU host: the group formed and summed over its one rank.
-        assert_eq!(line, "ok: Ok(()) [1.5, -2.0] cpu rejected: true");
+        // A GPU host: the group formed and summed over its one rank, and the overlapped
+        // gradient all-reduce started its one bucket inside the backward pass.
+        assert_eq!(
+            line,
+            "ok: Ok(()) [1.5, -2.0] cpu rejected: true; \
+             grad sync: Ok(Overlap { buckets: 1, early: 1 }) [2.0, 2.0, 2.0]"
+        );
     } else {
         // No GPU: the library loaded and resolved against libtorch_cuda.so (else the error
         // would be dlopen's), and its own check refused to make a group.
