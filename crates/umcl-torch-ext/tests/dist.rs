@@ -274,31 +274,42 @@ fn assert_close(got: &[Option<Vec<f64>>], want: &[Option<Vec<f64>>], what: &str)
     }
 }
 
+/// Runs one step per entry of `micro` (its number of micro-batches, only the last armed) of
+/// the chain on this rank with buckets of at most `limit` elements, rebuilding the buckets
+/// after the first; returns each step's gradients and bucket overlap.
+fn sync_steps(
+    g: &ProcessGroup,
+    limit: usize,
+    micro: &[usize],
+) -> Vec<(Vec<Option<Vec<f64>>>, Overlap)> {
+    let r = g.rank();
+    let chain = Chain::new();
+    let mut sync = GradSync::new(g, &chain.params(), limit).unwrap();
+    let mut steps = Vec::new();
+    for (step, &micro) in micro.iter().enumerate() {
+        for m in 0..micro {
+            if m + 1 == micro {
+                sync.arm().unwrap();
+            }
+            chain.loss(&input(step, r, m), r).backward();
+        }
+        sync.finish().unwrap();
+        steps.push((chain.grads(), sync.overlap()));
+        if step == 0 {
+            sync.rebuild(g).unwrap();
+        }
+        // As the trainer does between steps (torch's `zero_grad(set_to_none=True)`).
+        umcl_torch_ext::fused::clear_grads(&chain.params()).unwrap();
+    }
+    steps
+}
+
 #[test]
 fn overlapped_gradient_sync_sums_over_ranks_during_backward() {
     let out = run_ranks(2, TIMEOUT, |g| {
-        let r = g.rank();
-        let chain = Chain::new();
-        let mut sync = GradSync::new(&g, &chain.params(), 1).unwrap();
-        let mut steps = Vec::new();
         // Step 0 in the initial (reverse) bucket order, then rebuilt in rank 0's ready order;
         // step 2 with two micro-batches, armed for the second only.
-        for (step, micro) in [(0usize, 1usize), (1, 1), (2, 2)] {
-            for m in 0..micro {
-                if m + 1 == micro {
-                    sync.arm().unwrap();
-                }
-                chain.loss(&input(step, r, m), r).backward();
-            }
-            sync.finish().unwrap();
-            steps.push((chain.grads(), sync.overlap()));
-            if step == 0 {
-                sync.rebuild(&g).unwrap();
-            }
-            // As the trainer does between steps (torch's `zero_grad(set_to_none=True)`).
-            umcl_torch_ext::fused::clear_grads(&chain.params()).unwrap();
-        }
-        steps
+        sync_steps(&g, 1, &[1, 1, 2])
     });
     for (rank, steps) in out.iter().enumerate() {
         for (step, (grads, overlap)) in steps.iter().enumerate() {
@@ -384,23 +395,7 @@ fn parameters_missing_on_a_rank_get_buckets_of_their_own_after_the_rebuild() {
     // All five parameters fit one bucket. Before the rebuild that bucket waits for `solo`
     // (never ready on rank 1) and `idle` (never ready anywhere); after it, the three chain
     // weights form a bucket of their own that starts inside the backward pass on both ranks.
-    let out = run_ranks(2, TIMEOUT, |g| {
-        let r = g.rank();
-        let chain = Chain::new();
-        let mut sync = GradSync::new(&g, &chain.params(), 1 << 20).unwrap();
-        let mut seen = Vec::new();
-        for step in 0..2 {
-            sync.arm().unwrap();
-            chain.loss(&input(step, r, 0), r).backward();
-            sync.finish().unwrap();
-            seen.push((chain.grads(), sync.overlap()));
-            if step == 0 {
-                sync.rebuild(&g).unwrap();
-            }
-            umcl_torch_ext::fused::clear_grads(&chain.params()).unwrap();
-        }
-        seen
-    });
+    let out = run_ranks(2, TIMEOUT, |g| sync_steps(&g, 1 << 20, &[1, 1]));
     for (rank, steps) in out.iter().enumerate() {
         assert_close(&steps[1].0, &expected(1, 1), &format!("rank {rank}"));
         assert_eq!(

@@ -76,27 +76,29 @@ fn train(cfg: &Path, name: &str, extra: &[&str]) -> Command {
     c
 }
 
-/// (loss, contrastive, prompt) of every logged step.
-fn step_losses(run: &Path) -> Vec<[f64; 3]> {
+/// The records of every logged step in a run's `metrics.jsonl`.
+fn step_records(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .filter(|l| l.contains("\"kind\":\"step\""))
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            ["loss", "contrastive", "prompt"].map(|k| v[k].as_f64().unwrap())
-        })
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// (loss, contrastive, prompt) of every logged step.
+fn step_losses(run: &Path) -> Vec<[f64; 3]> {
+    step_records(run)
+        .iter()
+        .map(|v| ["loss", "contrastive", "prompt"].map(|k| v[k].as_f64().unwrap()))
         .collect()
 }
 
 /// `grad_buckets_overlapped` of every logged step (absent without the overlapped all-reduce).
 fn overlapped_buckets(run: &Path) -> Vec<Option<(u64, u64)>> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("\"kind\":\"step\""))
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+    step_records(run)
+        .iter()
+        .map(|v| {
             let pair = v["grad_buckets_overlapped"].as_array()?;
             Some((pair[0].as_u64().unwrap(), pair[1].as_u64().unwrap()))
         })
