@@ -133,6 +133,8 @@ pub struct GradSync {
     bucket_elems: usize,
     rank: usize,
     size: usize,
+    /// Whether [`GradSync::rebuild`] has run.
+    rebuilt: bool,
 }
 
 // SAFETY: the C++ side guards its state with a mutex; the handle is used by one thread at a
@@ -176,6 +178,7 @@ impl GradSync {
             bucket_elems,
             rank: group.rank(),
             size: group.size(),
+            rebuilt: false,
         })
     }
 
@@ -213,8 +216,12 @@ impl GradSync {
     /// far (broadcast, so all ranks agree) and stops recording. Parameters ready on every rank
     /// come first; those ready on rank 0 only (the logit scale, say) and those not ready there
     /// follow in buckets of their own, as they would hold back the buckets they share on the
-    /// ranks that lack them. Call it on every rank after one finished step.
+    /// ranks that lack them. Call it on every rank after one finished step; later calls do
+    /// nothing.
     pub fn rebuild(&mut self, group: &ProcessGroup) -> Result<(), DistError> {
+        if self.rebuilt {
+            return Ok(());
+        }
         let n = self.params.len();
         let mut seen = vec![0i64; n];
         let mut count = 0usize;
@@ -236,32 +243,25 @@ impl GradSync {
         }
         let mut everywhere_t = Tensor::from_slice(&everywhere).to_device(device);
         group.all_reduce(&mut everywhere_t, ReduceOp::Min)?;
-        let mut rank0 = seen.clone();
-        rank0.resize(n, -1);
-        let mut rank0_t = Tensor::from_slice(&rank0).to_device(device);
+        seen.resize(n, -1);
+        let mut rank0_t = Tensor::from_slice(&seen).to_device(device);
         group.broadcast(&mut rank0_t, 0)?;
         let everywhere = to_vec(&everywhere_t)?;
-        let rank0: Vec<i64> = to_vec(&rank0_t)?.into_iter().filter(|&p| p >= 0).collect();
+        // Each parameter at most once (the bridge records a parameter when first ready).
+        let rank0: Vec<usize> = to_vec(&rank0_t)?
+            .into_iter()
+            .filter_map(|p| usize::try_from(p).ok().filter(|&p| p < n))
+            .collect();
         // Three groups, each in buckets of its own, so that a bucket holds only parameters
         // that are ready on the same ranks: ready everywhere (rank 0's order), ready on rank 0
         // but not everywhere (rank 0's order), the rest (not ready on rank 0).
-        let mut listed = vec![false; n];
-        let mut take = |keep: &dyn Fn(usize) -> bool, from: &mut dyn Iterator<Item = usize>| {
-            let mut group = Vec::new();
-            for p in from {
-                if p < n && !listed[p] && keep(p) {
-                    listed[p] = true;
-                    group.push(p);
-                }
-            }
-            group
-        };
-        let ready_everywhere = take(
-            &|p| everywhere[p] > 0,
-            &mut rank0.iter().map(|&p| p as usize),
-        );
-        let ready_on_rank0 = take(&|_| true, &mut rank0.iter().map(|&p| p as usize));
-        let rest = take(&|_| true, &mut (0..n).rev());
+        let (ready_everywhere, ready_on_rank0): (Vec<usize>, Vec<usize>) =
+            rank0.iter().partition(|&&p| everywhere[p] > 0);
+        let mut on_rank0 = vec![false; n];
+        for &p in &rank0 {
+            on_rank0[p] = true;
+        }
+        let rest: Vec<usize> = (0..n).rev().filter(|&p| !on_rank0[p]).collect();
         let params: Vec<&Tensor> = self.params.iter().collect();
         let (order_c, sizes_c) = bucket_plan(
             &params,
@@ -279,8 +279,10 @@ impl GradSync {
                     sizes_c.as_ptr(),
                     sizes_c.len(),
                 ),
-            )
+            )?;
         }
+        self.rebuilt = true;
+        Ok(())
     }
 
     /// # Safety

@@ -14,9 +14,9 @@
 //!    with grad" result without a backward collective);
 //! 3. the parameter gradients are summed over ranks in buckets ([`Dist::reduce_grads`]), each
 //!    bucket's all-reduce starting inside the backward pass as soon as its gradients are ready
-//!    ([`Dist::arm`], [`umcl_torch_ext::grad_sync`]). Terms that reach parameters other than through the rank's own features (the logit scale,
-//!    the class prompts) are kept on rank 0 only, so the sum is the gradient of the one-process
-//!    loss;
+//!    ([`Dist::arm`], [`umcl_torch_ext::grad_sync`]). Terms that reach parameters other than
+//!    through the rank's own features (the logit scale, the class prompts) are kept on rank 0
+//!    only, so the sum is the gradient of the one-process loss;
 //! 4. every rank applies the same update, so the replicas stay equal; they start equal because
 //!    rank 0's weights are broadcast after initialisation or resume ([`Dist::broadcast_vars`]).
 //!
@@ -42,8 +42,6 @@ pub struct Dist {
     overlap: bool,
     /// The overlapped all-reduce, once hooked.
     sync: Option<GradSync>,
-    /// Whether the sync's buckets follow the observed gradient order yet.
-    rebuilt: bool,
 }
 
 impl Dist {
@@ -134,7 +132,6 @@ impl Dist {
             device,
             overlap: cfg.overlap,
             sync: None,
-            rebuilt: false,
         })
     }
 
@@ -231,11 +228,8 @@ impl Dist {
             return self.all_reduce_grads(vars);
         };
         sync.finish()?;
-        if !self.rebuilt {
-            // After the first step, buckets follow the order gradients became ready.
-            sync.rebuild(&self.group)?;
-            self.rebuilt = true;
-        }
+        // After the first step, buckets follow the order gradients became ready (once).
+        sync.rebuild(&self.group)?;
         Ok(())
     }
 

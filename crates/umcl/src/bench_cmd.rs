@@ -324,16 +324,16 @@ fn step(args: &StepArgs) -> Result<()> {
         check_labels: false,
         ..ItlLossConfig::default()
     };
+    let trainable = model.vs().trainable_variables();
     let mut dist = if args.dist {
         // The trainer's default buckets and overlap.
         let mut dist = Dist::single(device, &DistConfig::default())
             .context("forming the 1-rank process group")?;
-        dist.hook_grads(&model.vs().trainable_variables())?;
+        dist.hook_grads(&trainable)?;
         Some(dist)
     } else {
         None
     };
-    let trainable = model.vs().trainable_variables();
 
     let mut times = Vec::with_capacity(args.steps);
     let mut phases: [Vec<f64>; 3] = Default::default();
