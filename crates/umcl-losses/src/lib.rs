@@ -6,14 +6,17 @@
 //!   unlabelled samples, and a chunked form whose memory grows linearly with the batch.
 //!
 //! Equations, options, defaults and when to choose each: `docs/losses.md`. Everything runs on
-//! whatever device the tensors are on; half-precision inputs are computed in fp32.
+//! whatever device the tensors are on; half-precision inputs are computed in fp32, and autocast is
+//! switched off inside the losses ([`FullPrecision`]), so their results do not depend on it.
 #![warn(missing_docs)]
 
 mod config;
 mod error;
 mod loss;
+mod precision;
 mod targets;
 
 pub use config::{ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
 pub use error::LossError;
-pub use loss::{clip_loss, itl_loss, LossDiagnostics, LossOutput};
+pub use loss::{clip_loss, itl_loss, itl_targets, LossDiagnostics, LossOutput, PairTargets};
+pub use precision::FullPrecision;

@@ -3,6 +3,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::config::ItlLossConfig;
+use crate::precision::FullPrecision;
 use crate::targets::{LabelTable, Weights};
 use crate::LossError;
 
@@ -106,7 +107,7 @@ impl Features {
 /// ```
 ///
 /// `img` and `txt` are `[B, D]` floating-point tensors (bf16/fp16/fp32 compute in fp32, fp64 in
-/// fp64); `logit_scale` holds one value, the log of the scale (learnable; clamp it yourself,
+/// fp64, with autocast off inside the loss); `logit_scale` holds one value, the log of the scale (learnable; clamp it yourself,
 /// e.g. to `ln 100`). Gradients flow to all three.
 ///
 /// ```
@@ -120,6 +121,7 @@ impl Features {
 /// assert!((loss.double_value(&[]) - expected).abs() < 1e-6);
 /// ```
 pub fn clip_loss(img: &Tensor, txt: &Tensor, logit_scale: &Tensor) -> Result<Tensor, LossError> {
+    let _fp32 = FullPrecision::new();
     let f = Features::new(img, txt, logit_scale)?;
     let logits = f.logits(None);
     // The ground truth is the diagonal: -log p of pair i in row i (image to text) and in
@@ -228,6 +230,7 @@ pub fn itl_loss(
     cfg: &ItlLossConfig,
 ) -> Result<LossOutput, LossError> {
     cfg.validate()?;
+    let _fp32 = FullPrecision::new();
     let f = Features::new(img, txt, logit_scale)?;
     let codes = check_labels(labels, f.n, f.device, cfg.check_labels)?;
     let table = LabelTable::new(&codes, f.kind, cfg);
@@ -241,6 +244,46 @@ pub fn itl_loss(
         counts,
         n: f.n,
     })
+}
+
+/// The targets and masked pairs [`itl_loss`] builds from a batch's labels.
+#[derive(Debug)]
+pub struct PairTargets {
+    /// `T`, `[B, B]` fp32, each row a distribution (see [`itl_loss`]).
+    pub target: Tensor,
+    /// `[B, B]` bool: the pairs removed from the softmax denominators (all false without a
+    /// [`ItlLossConfig::false_negative_threshold`]).
+    pub removed: Tensor,
+}
+
+/// The target matrix and mask of [`itl_loss`] for `labels` (integer codes `[B, K]`, checked),
+/// on the labels' device. They are label-valued: computed in integer and fp64 arithmetic, with
+/// autocast off, so they are the same under any autocast setting.
+///
+/// ```
+/// use tch::Tensor;
+/// use umcl_losses::{itl_targets, ItlLossConfig};
+/// // Rows 0 and 1 agree (one shared finding); row 2 differs.
+/// let labels = Tensor::from_slice2(&[[1i64, 0], [1, -2], [0, 1]]);
+/// let t = itl_targets(&labels, &ItlLossConfig::default()).unwrap();
+/// assert_eq!(Vec::<f32>::try_from(t.target.view([-1])).unwrap(),
+///            vec![0.5, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 1.0]);
+/// ```
+pub fn itl_targets(labels: &Tensor, cfg: &ItlLossConfig) -> Result<PairTargets, LossError> {
+    cfg.validate()?;
+    let _fp32 = FullPrecision::new();
+    let _no_grad = tch::no_grad_guard();
+    let n = labels.size().first().copied().unwrap_or(0);
+    let device = labels.device();
+    let codes = check_labels(labels, n, device, true)?;
+    let table = LabelTable::new(&codes, Kind::Float, cfg);
+    let rt = table.rows(0, n);
+    let target = rt.target(0, n, n, (Kind::Float, device));
+    let removed = match &rt.bias {
+        Some(m) => m.lt(0.0),
+        None => Tensor::zeros([n, n], (Kind::Bool, device)),
+    };
+    Ok(PairTargets { target, removed })
 }
 
 /// Checks that `labels` is an integer `[n, K]` matrix (and, with `codes_too`, of valid codes,

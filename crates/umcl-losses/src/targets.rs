@@ -15,7 +15,8 @@
 //! Everything a pair contributes (agreement, similarity, target weight, mask) is a function of
 //! `(inter, a, b)` and of whether both samples are labelled. With `R = K + 1`, one small
 //! `[rows, 3K + 2] x [3K + 2, B]` matmul gives each pair the exact integer code
-//! `R² inter + R a + b`, plus `R³` for each unlabelled sample of the pair. The target weight and
+//! `R² inter + R a + b`, plus `R³` for each unlabelled sample of the pair (in fp64, exact, and
+//! out of autocast's and TF32's reach). The target weight and
 //! the mask are then looked up in tables of `3 R³` entries, which hold the formulas evaluated
 //! on every code and stay in cache. So a label-aware loss adds a code and one lookup per table
 //! to CLIP, however complex the similarity. The tables depend only on the configuration, `K`,
@@ -181,6 +182,8 @@ impl LabelTable {
         } else {
             match &self.pairs {
                 PairEval::Coded { u, v, tables } => {
+                    // fp64 holds every code exactly, and neither autocast nor TF32 touches
+                    // an fp64 matmul: the codes are the same under any precision setting.
                     let code = u
                         .narrow(0, r0, c)
                         .matmul(&v.tr())
@@ -199,11 +202,15 @@ impl LabelTable {
                     (weight, tables.bias.as_ref().map(look), counted)
                 }
                 PairEval::Counts => {
-                    let p_r = self.pos.narrow(0, r0, c);
-                    let c_r = self.cmp.narrow(0, r0, c);
-                    let inter = p_r.matmul(&self.pos.tr());
-                    let a = p_r.matmul(&self.cmp.tr());
-                    let b = c_r.matmul(&self.pos.tr());
+                    // Counts of findings: exact in fp64 under any precision setting.
+                    let f64s = |t: &Tensor| t.to_kind(Kind::Double);
+                    let (pos, cmp) = (f64s(&self.pos), f64s(&self.cmp));
+                    let p_r = pos.narrow(0, r0, c);
+                    let c_r = cmp.narrow(0, r0, c);
+                    let kind = self.pos.kind();
+                    let inter = p_r.matmul(&pos.tr()).to_kind(kind);
+                    let a = p_r.matmul(&cmp.tr()).to_kind(kind);
+                    let b = c_r.matmul(&pos.tr()).to_kind(kind);
                     let both = self
                         .labeled
                         .narrow(0, r0, c)
@@ -299,12 +306,13 @@ fn coded(
 ) -> PairEval {
     let kind = pos.kind();
     let cube = radix * radix * radix;
-    // code = R² P_i.P_j + R P_i.C_j + C_i.P_j + R³ (unlabelled_i + unlabelled_j)
-    let unl = (labeled.logical_not().to_kind(kind) * cube as f64).unsqueeze(1);
+    // code = R² P_i.P_j + R P_i.C_j + C_i.P_j + R³ (unlabelled_i + unlabelled_j), in fp64.
+    let (pos64, cmp64) = (pos.to_kind(Kind::Double), cmp.to_kind(Kind::Double));
+    let unl = (labeled.logical_not().to_kind(Kind::Double) * cube as f64).unsqueeze(1);
     let one = unl.ones_like();
     let r = radix as f64;
-    let u = Tensor::cat(&[&(pos * (r * r)), &(pos * r), cmp, &unl, &one], 1);
-    let v = Tensor::cat(&[pos, cmp, pos, &one, &unl], 1);
+    let u = Tensor::cat(&[&(&pos64 * (r * r)), &(&pos64 * r), &cmp64, &unl, &one], 1);
+    let v = Tensor::cat(&[&pos64, &cmp64, &pos64, &one, &unl], 1);
     let key = format!(
         "{:?} {:?} {:?} {} {:?} {radix} {kind:?} {:?}",
         cfg.target,
