@@ -27,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ use crate::augment::{Augment, Rng};
 use crate::images::{ImageError, Preprocess};
 use crate::sample::Sample;
 use crate::schema::LabelState;
+use crate::synth::Synthesizer;
 use crate::tokenize::{Padding, TokenizeError, Tokenizer};
 
 /// What can go wrong while building batches.
@@ -89,6 +91,10 @@ pub struct LoaderConfig {
     pub augment: Option<Augment>,
     /// How token rows are padded. Default [`Padding::Longest`].
     pub padding: Padding,
+    /// Samples with labels and no text get a report synthesised from their labels, drawn anew
+    /// every epoch from `(seed, epoch, sample id)`. `None` (the default): such samples have no
+    /// text.
+    pub synthesize: Option<Arc<Synthesizer>>,
 }
 
 impl Default for LoaderConfig {
@@ -104,6 +110,7 @@ impl Default for LoaderConfig {
             preprocess: Preprocess::default(),
             augment: None,
             padding: Padding::Longest,
+            synthesize: None,
         }
     }
 }
@@ -461,7 +468,7 @@ impl Shared {
                         .map(|(out, &i)| self.load_image(i, epoch, out))
                         .collect::<Vec<Result<bool, ImageError>>>()
                 },
-                || self.tokenize(idx),
+                || self.tokenize(idx, epoch),
             )
         });
         let (input_ids, attention_mask, has_text) = text?;
@@ -542,20 +549,29 @@ impl Shared {
         Ok(true)
     }
 
+    /// The text of sample `i` in `epoch`: its own, or one synthesised from its labels.
+    fn text(&self, i: usize, epoch: u64) -> Option<Cow<'_, str>> {
+        let sample = &self.samples[i];
+        match (&sample.text, &self.cfg.synthesize) {
+            (Some(text), _) => Some(Cow::Borrowed(text)),
+            (None, Some(synth)) if sample.has_labels() => Some(Cow::Owned(synth.synthesize_for(
+                &sample.id,
+                &sample.labels,
+                epoch_seed(self.cfg.seed, epoch),
+            ))),
+            _ => None,
+        }
+    }
+
     /// Token ids, masks and text presence of the samples `idx`.
-    fn tokenize(&self, idx: &[usize]) -> Result<Tokens, LoaderError> {
-        let has_text: Vec<bool> = idx
-            .iter()
-            .map(|&i| self.samples[i].text.is_some())
-            .collect();
+    fn tokenize(&self, idx: &[usize], epoch: u64) -> Result<Tokens, LoaderError> {
+        let all: Vec<Option<Cow<'_, str>>> = idx.iter().map(|&i| self.text(i, epoch)).collect();
+        let has_text: Vec<bool> = all.iter().map(Option::is_some).collect();
         let b = idx.len();
         let Some(tok) = &self.tokenizer else {
             return Ok((Array2::zeros((b, 0)), Array2::zeros((b, 0)), has_text));
         };
-        let texts: Vec<&str> = idx
-            .iter()
-            .filter_map(|&i| self.samples[i].text.as_deref())
-            .collect();
+        let texts: Vec<&str> = all.iter().filter_map(|t| t.as_deref()).collect();
         let enc = tok
             .encode_batch(&texts, self.cfg.padding)
             .map_err(|source| LoaderError::Tokenize {
@@ -584,6 +600,15 @@ impl Shared {
             next += 1;
         }
         Ok((ids, mask, has_text))
+    }
+}
+
+/// The synthesis seed of `epoch`: the loader's seed in epoch 0, well-spread ones after.
+fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    if epoch == 0 {
+        seed
+    } else {
+        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
     }
 }
 

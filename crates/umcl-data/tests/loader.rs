@@ -329,3 +329,55 @@ fn shards_of_an_epoch_are_disjoint_and_make_up_the_unsharded_batches() {
         }
     }
 }
+
+#[test]
+fn labelled_samples_without_text_get_a_report_drawn_anew_each_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok_path = dir.path().join("tokenizer.json");
+    std::fs::write(&tok_path, TOKENIZER_JSON).unwrap();
+    let tok = Arc::new(Tokenizer::from_file(&tok_path, 64).unwrap());
+    let synth = umcl_data::synth::Synthesizer::builtin(&Schema::chest_xray()).unwrap();
+    let cfg = LoaderConfig {
+        shuffle: false,
+        synthesize: Some(Arc::new(synth)),
+        ..config(12, 2)
+    };
+    let loader = Loader::new(samples(dir.path(), 12), Some(tok.clone()), cfg.clone()).unwrap();
+    // s3 and s9 have a label and no text: synthesised. s1, s5, s7, s11 have neither: no text.
+    let mut lengths = Vec::new();
+    let first = collect(&loader, 0).remove(0);
+    for epoch in 0..8 {
+        let b = collect(&loader, epoch).remove(0);
+        assert_eq!(
+            b.has_text,
+            [true, false, true, true, true, false, true, false, true, true, true, false]
+        );
+        // A sample's own text is the same every epoch.
+        for row in [0, 2, 4] {
+            assert_eq!(b.input_ids.row(row), first.input_ids.row(row));
+        }
+        lengths.push((b.attention_mask.row(3).sum(), b.attention_mask.row(9).sum()));
+    }
+    assert!(lengths.iter().all(|&(a, b)| a > 0 && b > 0));
+    assert!(
+        lengths.iter().any(|l| *l != lengths[0]),
+        "the synthesised reports never changed: {lengths:?}"
+    );
+    // An epoch is a function of the seed: built again, the same tokens.
+    let again = Loader::new(samples(dir.path(), 12), Some(tok.clone()), cfg).unwrap();
+    assert_eq!(
+        collect(&again, 5)[0].input_ids,
+        collect(&loader, 5)[0].input_ids
+    );
+    // Without a synthesizer such samples have no text.
+    let plain = Loader::new(
+        samples(dir.path(), 12),
+        Some(tok),
+        LoaderConfig {
+            shuffle: false,
+            ..config(12, 2)
+        },
+    )
+    .unwrap();
+    assert!(!collect(&plain, 0)[0].has_text[3]);
+}
