@@ -266,11 +266,23 @@ impl DualEncoder {
         Ok(self.text_projection.forward(&pooled))
     }
 
-    /// `exp(min(logit_scale, logit_scale_max))`, the factor on cosine similarities.
+    /// `exp(logit_scale)`, the factor on cosine similarities, in the graph of the parameter.
     pub fn logit_scale(&self) -> Tensor {
-        self.logit_scale
-            .clamp_max(self.config.logit_scale_max)
-            .exp()
+        self.logit_scale.exp()
+    }
+
+    /// The learnable parameter itself, the log of the scale (what the losses take).
+    pub fn log_logit_scale(&self) -> Tensor {
+        self.logit_scale.shallow_clone()
+    }
+
+    /// Clamps the parameter into `[0, logit_scale_max]` in place, after an optimizer step (as
+    /// open_clip does). The forward pass does not clamp, so the gradient never vanishes at the
+    /// cap: a scale pushed past it is brought back here and can move down again.
+    pub fn clamp_logit_scale(&self) {
+        let _guard = tch::no_grad_guard();
+        let mut s = self.logit_scale.shallow_clone();
+        let _ = s.clamp_(0.0, self.config.logit_scale_max);
     }
 
     /// Stops gradients into the text encoder (prompts and projections still learn).
@@ -362,13 +374,32 @@ mod tests {
         assert_eq!(m.encode_classes(false).unwrap().size(), vec![2, 8]);
         // exp(ln(1/0.07)) = 1/0.07.
         assert!((m.logit_scale().double_value(&[]) - 1.0 / 0.07).abs() < 1e-4);
+    }
+
+    #[test]
+    fn logit_scale_keeps_its_gradient_past_the_cap_and_is_clamped_after_the_step() {
+        let m = DualEncoder::new(&tiny(), Device::Cpu).unwrap();
+        {
+            let _guard = tch::no_grad_guard();
+            let _ = m.log_logit_scale().fill_(10.0); // past ln 100
+        }
+        // d exp(s) / ds = exp(s): the gradient flows above the cap (a clamp in the forward
+        // pass gave 0 here, and the scale could never come back).
+        m.logit_scale().backward();
+        let g = m.log_logit_scale().grad().double_value(&[]);
+        assert!((g - 10f64.exp()).abs() < 1e-2 * 10f64.exp(), "gradient {g}");
+        m.clamp_logit_scale();
+        let s = m.log_logit_scale().double_value(&[]);
+        assert!((s - 100f64.ln()).abs() < 1e-6, "clamped to ln 100: {s}");
+        assert!((m.logit_scale().double_value(&[]) - 100.0).abs() < 1e-3);
+        // Below the cap the clamp changes nothing; below 0 it lifts to 0.
         let _guard = tch::no_grad_guard();
-        let mut s = m.logit_scale.shallow_clone();
-        let _ = s.fill_(10.0);
-        assert!(
-            (m.logit_scale().double_value(&[]) - 100.0).abs() < 1e-3,
-            "clamped at ln 100"
-        );
+        let _ = m.log_logit_scale().fill_(2.5);
+        m.clamp_logit_scale();
+        assert_eq!(m.log_logit_scale().double_value(&[]), 2.5f32 as f64);
+        let _ = m.log_logit_scale().fill_(-1.0);
+        m.clamp_logit_scale();
+        assert_eq!(m.log_logit_scale().double_value(&[]), 0.0);
     }
 
     #[test]

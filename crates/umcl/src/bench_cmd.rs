@@ -261,7 +261,7 @@ fn loss(
                 img = dist.gather_with_local(&img)?;
                 txt = dist.gather_with_local(&txt)?;
             }
-            let log_scale = m.logit_scale().log();
+            let log_scale = m.log_logit_scale();
             itl_loss(&img, &txt, &x.labels, &log_scale, loss_cfg)?.loss
         }
         Model::ImageOnly { encoder, fc, .. } => {
@@ -362,6 +362,9 @@ fn step(args: &StepArgs) -> Result<()> {
         optimizer
             .try_step(args.lr)
             .context("the AdamW update failed")?;
+        if let Model::Dual(m) = &model {
+            m.clamp_logit_scale(); // as the trainer does after each update
+        }
         synchronize(device);
         if let (Some(t1), Some(t2), true) = (t1, t2, i >= args.warmup) {
             phases[0].push((t1 - t0).as_secs_f64());
