@@ -198,6 +198,10 @@ pub struct DataConfig {
     pub skip_bad: bool,
     /// Samples with labels but no text get a report synthesised from their labels. Default true.
     pub synthesize_text: bool,
+    /// The synthesised reports are drawn anew every epoch (other phrasings, other negatives
+    /// mentioned), from `(seed, epoch, sample)`; false: one report per sample for the whole
+    /// run. Default true.
+    pub resample_text: bool,
     /// Samples with a text but no labels get labels from the rule-based report labeler.
     /// Default true.
     pub label_reports: bool,
@@ -217,6 +221,7 @@ impl Default for DataConfig {
             augment: true,
             skip_bad: false,
             synthesize_text: true,
+            resample_text: true,
             label_reports: true,
         }
     }

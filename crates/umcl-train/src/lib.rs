@@ -2,7 +2,8 @@
 //! zero-shot, retrieval and linear-probe evaluations (see `docs/architecture.md`).
 //!
 //! - [`config`]: the TOML run configuration, presets, `--set` overrides and validation.
-//! - [`trainer`]: the loop ([`trainer::train`]).
+//! - [`trainer`]: the loop ([`trainer::train`]); [`step`]: one step's forward and backward
+//!   passes (losses, gradient accumulation, autocast).
 //! - [`optim`]: AdamW over owned tensors and the warm-up + cosine schedule.
 //! - [`checkpoint`]: atomic checkpoints and exact resume.
 //! - [`distributed`]: data-parallel training over several processes (c10d, Gloo).
@@ -20,6 +21,7 @@ pub mod evaluate;
 pub mod meta_task;
 pub mod optim;
 pub mod report;
+pub mod step;
 pub mod trainer;
 
 pub use error::TrainError;

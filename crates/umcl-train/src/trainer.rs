@@ -6,19 +6,18 @@
 //! batch ─► image encoder ─► img ┐
 //!       ─► text encoder  ─► txt ┴─► Image-Text-Label loss (or CLIP) ┐
 //! prompts ─► text encoder ─► classes ─► prompt-label term ──────────┴─► backward ─► clip ─► AdamW
+//!                                                                            ─► logit-scale cap
 //! ```
 //!
-//! With `data.accum_steps = k` the batch is split in k micro-batches. Features of all of them
-//! are first computed without gradients and cached; then each micro-batch is recomputed with
-//! gradients and spliced into the cached set, so the loss of every micro-step sees every
-//! negative of the full batch (open_clip's `accum_freq`). The gradients of the k micro-steps
-//! add up to the gradient of the full-batch loss. The class embeddings take gradients in the
-//! first micro-step only, so they are counted once.
+//! The forward and backward passes (losses, gradient accumulation, autocast) are
+//! [`crate::step`]; this module runs them over the data and owns everything around them.
 //!
-//! Determinism: dropout draws from torch's generator, reseeded from `(seed, step)` before
-//! every step; data order and augmentation are functions of `(seed, epoch, sample)`. A run
-//! resumed from a checkpoint therefore continues exactly as if never stopped (on the CPU, with
-//! the same thread count).
+//! Determinism: dropout draws from torch's generator, reseeded from `(seed, step, micro-batch)`;
+//! data order, augmentation and the synthesised reports are functions of `(seed, epoch,
+//! sample)`. On one machine with one thread count a run is bitwise reproducible, and a run
+//! resumed from a checkpoint continues exactly as if never stopped. Another CPU rounds
+//! differently (other SIMD kernels), so its run differs in the last bits and then drifts: the
+//! recipe is judged over seeds (docs/results.md), not by one run.
 
 use std::collections::HashMap;
 use std::fs;
@@ -37,7 +36,7 @@ use umcl_data::schema::Schema;
 use umcl_data::split::{Part, Split, SplitSpec};
 use umcl_data::synth::Synthesizer;
 use umcl_data::tokenize::{Padding, Tokenizer};
-use umcl_losses::{clip_loss, itl_loss, ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
+use umcl_losses::{ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
 use umcl_models::backend::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
 use umcl_models::prompt::PromptConfig;
@@ -46,10 +45,11 @@ use umcl_torch_ext::dist::LaunchEnv;
 use crate::checkpoint::{self, Checkpoints, TrainState};
 use crate::config::{image_config, text_config, TrainConfig};
 use crate::distributed::Dist;
-use crate::embed::{normalize, rows_where, TensorBatch};
+use crate::embed::TensorBatch;
 use crate::error::TrainError;
 use crate::evaluate;
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig, Group};
+use crate::step::{self, Contrastive, StepConfig};
 
 /// Where a run continues from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,6 @@ struct StepRecord {
 
 /// Everything the loop needs, built from the configuration.
 struct Setup {
-    cfg: TrainConfig,
     device: Device,
     tokenizer: Arc<Tokenizer>,
     loader: Loader,
@@ -119,7 +118,7 @@ struct Setup {
     eval_loader_cfg: LoaderConfig,
     model: DualEncoder,
     class_index: Vec<usize>,
-    loss_cfg: ItlLossConfig,
+    step: StepConfig,
     report_only: usize,
     /// This process's place in a data-parallel run (see [`crate::distributed`]).
     dist: Option<Dist>,
@@ -246,9 +245,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             let Some(batch) = epoch.next() else { break };
             let batch = batch?;
             let b = TensorBatch::from_batch(&batch, setup.device)?;
-            // Dropout masks: rank 0 draws as a single process would, other ranks from their own
-            // stream.
-            tch::manual_seed(step_seed(rank_seed(cfg.run.seed, rank), state.step));
             let lr = warmup_cosine(
                 state.step,
                 cfg.optim.lr,
@@ -256,16 +252,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 total,
                 cfg.optim.min_lr_ratio,
             );
-            let out = {
-                // bf16 autocast on CUDA; the losses compute in fp32 whatever their inputs.
-                let _autocast = match setup.device {
-                    Device::Cuda(_) if cfg.run.bf16 => {
-                        Some(backend::autocast(setup.device, Kind::BFloat16)?)
-                    }
-                    _ => None,
-                };
-                step_losses(&mut setup, &b)?
-            };
+            let out = step::forward_backward(
+                &setup.model,
+                &b,
+                &setup.step,
+                step_seed(rank_seed(cfg.run.seed, rank), state.step),
+                setup.dist.as_ref(),
+            )?;
             kill_hook(state.step, rank);
             if let Some(dist) = &mut setup.dist {
                 dist.reduce_grads(&vars)?;
@@ -290,6 +283,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             let grad_norm = optimizer.clip_grad_norm(cfg.optim.grad_clip);
             optimizer.step(lr);
             optimizer.zero_grad();
+            // As open_clip: the cap applies to the parameter after the update, so the forward
+            // pass keeps the scale's gradient at the cap.
+            setup.model.clamp_logit_scale();
             state.step += 1;
             state.batch_in_epoch += 1;
             if state.batch_in_epoch >= batches_per_epoch {
@@ -468,337 +464,18 @@ fn rank_seed(seed: u64, rank: usize) -> u64 {
     seed ^ (rank as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
 
-/// The seed of torch's generator before step `step`.
+/// The seed of torch's generator for step `step`.
 fn step_seed(seed: u64, step: u64) -> i64 {
-    // SplitMix64's finaliser over (seed, step): well-spread seeds for neighbouring steps.
-    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    mix_seed(seed, step)
+}
+
+/// SplitMix64's finaliser over `(seed, part)`: well-spread non-negative seeds for neighbouring
+/// parts (steps, micro-batches).
+pub(crate) fn mix_seed(seed: u64, part: u64) -> i64 {
+    let mut z = seed ^ part.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     ((z ^ (z >> 31)) >> 1) as i64
-}
-
-struct StepOut {
-    total: f64,
-    contrastive: f64,
-    prompt: f64,
-    masked_pairs: i64,
-    mean_positives: f64,
-}
-
-/// Forward and backward of one optimizer step (all micro-batches); gradients are left in the
-/// parameters.
-fn step_losses(setup: &mut Setup, b: &TensorBatch) -> Result<StepOut, TrainError> {
-    if setup.dist.as_ref().is_some_and(|d| d.world() > 1) {
-        return step_losses_dist(setup, b);
-    }
-    let n = b.ids.len() as i64;
-    let micro = micro_batches(setup.cfg.data.accum_steps as i64, n);
-    let features = |setup: &Setup, a: i64, z: i64| encode_rows(setup, b, a, z);
-    if micro.len() == 1 {
-        let (img, txt) = features(setup, 0, n)?;
-        let classes = class_embeddings(setup)?;
-        let out = batch_loss(setup, b, &img, &txt, classes.as_ref(), true)?;
-        backward(setup, &out.loss, true)?;
-        return Ok(out.values);
-    }
-    // Feature cache: every micro-batch without gradients.
-    let cached: Vec<(Tensor, Tensor)> = {
-        let _guard = tch::no_grad_guard();
-        micro
-            .iter()
-            .map(|&(a, z)| features(setup, a, z))
-            .collect::<Result<_, _>>()?
-    };
-    let classes_cached = {
-        let _guard = tch::no_grad_guard();
-        class_embeddings(setup)?
-    };
-    let mut values = None;
-    for (j, &(a, z)) in micro.iter().enumerate() {
-        let (img_j, txt_j) = features(setup, a, z)?;
-        let splice = |fresh: &Tensor, pick: fn(&(Tensor, Tensor)) -> &Tensor| {
-            let parts: Vec<Tensor> = cached
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    if i == j {
-                        fresh.shallow_clone()
-                    } else {
-                        pick(c).shallow_clone()
-                    }
-                })
-                .collect();
-            Tensor::cat(&parts, 0)
-        };
-        let img = splice(&img_j, |c| &c.0);
-        let txt = splice(&txt_j, |c| &c.1);
-        let classes = if j == 0 {
-            class_embeddings(setup)?
-        } else {
-            classes_cached.as_ref().map(Tensor::shallow_clone)
-        };
-        let out = batch_loss(setup, b, &img, &txt, classes.as_ref(), true)?;
-        backward(setup, &out.loss, j + 1 == micro.len())?;
-        values.get_or_insert(out.values);
-    }
-    values.ok_or_else(|| TrainError::Eval("empty batch".into()))
-}
-
-/// [`step_losses`] of one rank of a data-parallel run: `b` is this rank's part of the batch.
-/// The loss is computed on the features of the whole batch (all ranks', gathered) with this
-/// rank's rows live, so the gradients summed over ranks are those of the one-process step.
-/// The logit scale and the class prompts reach the loss directly, not through the rank's
-/// features: they take gradients on rank 0 only, or the sum would count them once per rank.
-fn step_losses_dist(setup: &Setup, b: &TensorBatch) -> Result<StepOut, TrainError> {
-    let Some(dist) = setup.dist.as_ref() else {
-        return Err(TrainError::Eval("not a distributed run".into()));
-    };
-    let main = dist.rank() == 0;
-    let n = b.ids.len() as i64;
-    let micro = micro_batches(setup.cfg.data.accum_steps as i64, n);
-    // What the loss reads of the whole batch besides the features.
-    let global = TensorBatch {
-        images: Tensor::zeros([0], (Kind::Float, setup.device)),
-        input_ids: Tensor::zeros([0], (Kind::Int64, setup.device)),
-        attention_mask: Tensor::zeros([0], (Kind::Int64, setup.device)),
-        labels: dist.gather(&b.labels)?,
-        has_image: dist.gather_flags(&b.has_image)?,
-        has_text: dist.gather_flags(&b.has_text)?,
-        ids: Vec::new(),
-    };
-    let features = |a: i64, z: i64| encode_rows(setup, b, a, z);
-    let classes_frozen = || -> Result<Option<Tensor>, TrainError> {
-        let _guard = tch::no_grad_guard();
-        class_embeddings(setup)
-    };
-    if micro.len() == 1 {
-        let (img, txt) = features(0, n)?;
-        let img = dist.gather_with_local(&img)?;
-        let txt = dist.gather_with_local(&txt)?;
-        let classes = if main {
-            class_embeddings(setup)?
-        } else {
-            classes_frozen()?
-        };
-        let out = batch_loss(setup, &global, &img, &txt, classes.as_ref(), main)?;
-        backward(setup, &out.loss, true)?;
-        return Ok(out.values);
-    }
-    // Feature cache of the whole batch: this rank's micro-batches without gradients, gathered.
-    let (all_img, all_txt) = {
-        let _guard = tch::no_grad_guard();
-        let cached: Vec<(Tensor, Tensor)> = micro
-            .iter()
-            .map(|&(a, z)| features(a, z))
-            .collect::<Result<_, _>>()?;
-        let img = Tensor::cat(&cached.iter().map(|c| &c.0).collect::<Vec<_>>(), 0);
-        let txt = Tensor::cat(&cached.iter().map(|c| &c.1).collect::<Vec<_>>(), 0);
-        (dist.gather(&img)?, dist.gather(&txt)?)
-    };
-    let classes_cached = classes_frozen()?;
-    let offset = dist.rank() as i64 * n;
-    let total = all_img.size()[0];
-    let mut values = None;
-    for (j, &(a, z)) in micro.iter().enumerate() {
-        let (img_j, txt_j) = features(a, z)?;
-        let splice = |fresh: &Tensor, all: &Tensor| {
-            let start = offset + a;
-            let end = start + (z - a);
-            Tensor::cat(
-                &[
-                    all.narrow(0, 0, start),
-                    fresh.shallow_clone(),
-                    all.narrow(0, end, total - end),
-                ],
-                0,
-            )
-        };
-        let img = splice(&img_j, &all_img);
-        let txt = splice(&txt_j, &all_txt);
-        let classes = if j == 0 && main {
-            class_embeddings(setup)?
-        } else {
-            classes_cached.as_ref().map(Tensor::shallow_clone)
-        };
-        let out = batch_loss(setup, &global, &img, &txt, classes.as_ref(), main)?;
-        backward(setup, &out.loss, j + 1 == micro.len())?;
-        values.get_or_insert(out.values);
-    }
-    values.ok_or_else(|| TrainError::Eval("empty batch".into()))
-}
-
-/// The backward pass of one micro-batch. Before the `last` one of a step, a data-parallel run
-/// arms its gradient all-reduce, whose buckets then start inside this pass
-/// ([`Dist::arm`]).
-fn backward(setup: &Setup, loss: &Tensor, last: bool) -> Result<(), TrainError> {
-    if let (true, Some(dist)) = (last, &setup.dist) {
-        dist.arm()?;
-    }
-    loss.f_backward()?;
-    Ok(())
-}
-
-/// The row ranges `[a, z)` of the `k` micro-batches of a batch of `n` (empty ones dropped).
-fn micro_batches(k: i64, n: i64) -> Vec<(i64, i64)> {
-    (0..k)
-        .map(|j| (j * n / k, (j + 1) * n / k))
-        .filter(|(a, z)| z > a)
-        .collect()
-}
-
-/// Image and text features, with gradients, of rows `a .. z` of `b`.
-fn encode_rows(
-    setup: &Setup,
-    b: &TensorBatch,
-    a: i64,
-    z: i64,
-) -> Result<(Tensor, Tensor), TrainError> {
-    let img = setup
-        .model
-        .encode_image(&b.images.narrow(0, a, z - a), true)?;
-    let txt = setup.model.encode_text(
-        &b.input_ids.narrow(0, a, z - a),
-        &b.attention_mask.narrow(0, a, z - a),
-        true,
-    )?;
-    Ok((img, txt))
-}
-
-fn class_embeddings(setup: &Setup) -> Result<Option<Tensor>, TrainError> {
-    if setup.model.prompt().is_none() || setup.cfg.loss.prompt_weight == 0.0 {
-        return Ok(None);
-    }
-    Ok(Some(setup.model.encode_classes(true)?))
-}
-
-struct LossParts {
-    loss: Tensor,
-    values: StepOut,
-}
-
-/// The loss of one full batch from its features. With `direct` false the logit scale enters
-/// as a constant (no gradient), for ranks other than 0 of a data-parallel run.
-fn batch_loss(
-    setup: &Setup,
-    b: &TensorBatch,
-    img: &Tensor,
-    txt: &Tensor,
-    classes: Option<&Tensor>,
-    direct: bool,
-) -> Result<LossParts, TrainError> {
-    let device = setup.device;
-    // The losses take the logit scale in log space (as CLIP parameterises it); the prompt term
-    // multiplies by it.
-    let scale = if direct {
-        setup.model.logit_scale()
-    } else {
-        setup.model.logit_scale().detach()
-    };
-    let log_scale = scale.log();
-    let pairs: Vec<bool> = b
-        .has_image
-        .iter()
-        .zip(&b.has_text)
-        .map(|(i, t)| *i && *t)
-        .collect();
-    let pair_rows = rows_where(&pairs, device);
-    let n_pairs = pair_rows.size()[0];
-    let (contrastive, masked_pairs, mean_positives) = if n_pairs >= 2 {
-        let img_p = img.index_select(0, &pair_rows);
-        let txt_p = txt.index_select(0, &pair_rows);
-        if setup.cfg.loss.kind == "clip" {
-            (clip_loss(&img_p, &txt_p, &log_scale)?, 0, 1.0)
-        } else {
-            let labels_p = b.labels.index_select(0, &pair_rows);
-            let out = itl_loss(&img_p, &txt_p, &labels_p, &log_scale, &setup.loss_cfg)?;
-            let diagnostics = out.diagnostics();
-            (
-                out.loss,
-                diagnostics.masked_pairs,
-                diagnostics.mean_positives_per_row,
-            )
-        }
-    } else {
-        (Tensor::zeros([], (Kind::Float, device)), 0, 0.0)
-    };
-    let prompt = match classes {
-        Some(classes) => prompt_term(setup, b, img, txt, classes, &scale)?,
-        None => Tensor::zeros([], (Kind::Float, device)),
-    };
-    let loss = &contrastive + &prompt * setup.cfg.loss.prompt_weight;
-    let values = Tensor::stack(
-        &[
-            loss.detach().to_kind(Kind::Double),
-            contrastive.detach().to_kind(Kind::Double),
-            prompt.detach().to_kind(Kind::Double),
-        ],
-        0,
-    )
-    .to_device(Device::Cpu);
-    let v = Vec::<f64>::try_from(values)?;
-    Ok(LossParts {
-        loss,
-        values: StepOut {
-            total: v[0],
-            contrastive: v[1],
-            prompt: v[2],
-            masked_pairs,
-            mean_positives,
-        },
-    })
-}
-
-/// Binary cross-entropy between `scale * cos(embedding, class)` and each eval class's label,
-/// for every image and every text of the batch; unmentioned and uncertain labels are left out.
-fn prompt_term(
-    setup: &Setup,
-    b: &TensorBatch,
-    img: &Tensor,
-    txt: &Tensor,
-    classes: &Tensor,
-    scale: &Tensor,
-) -> Result<Tensor, TrainError> {
-    let device = setup.device;
-    let idx = Tensor::from_slice(
-        &setup
-            .class_index
-            .iter()
-            .map(|&i| i as i64)
-            .collect::<Vec<_>>(),
-    )
-    .to_device(device);
-    let codes = b.labels.index_select(1, &idx);
-    // A labelled sample's unmentioned findings count as absent, as in the losses; uncertain
-    // ones are left out.
-    let all = &b.labels;
-    let labelled = all.eq(1).logical_or(&all.eq(0)).any_dim(1, true);
-    let target = codes.eq(1).to_kind(Kind::Float);
-    let known = codes
-        .eq(1)
-        .logical_or(&codes.eq(0))
-        .logical_or(&codes.eq(-2).logical_and(&labelled))
-        .to_kind(Kind::Float);
-    let c = normalize(classes);
-    let mut total = Tensor::zeros([], (Kind::Float, device));
-    let mut count = Tensor::zeros([], (Kind::Float, device));
-    for (emb, flags) in [(img, &b.has_image), (txt, &b.has_text)] {
-        let rows = rows_where(flags, device);
-        if rows.size()[0] == 0 {
-            continue;
-        }
-        let logits = normalize(&emb.index_select(0, &rows)).matmul(&c.tr()) * scale;
-        let t = target.index_select(0, &rows);
-        let w = known.index_select(0, &rows);
-        let bce = logits.binary_cross_entropy_with_logits::<&Tensor>(
-            &t,
-            Some(&w),
-            None,
-            tch::Reduction::Sum,
-        );
-        total += bce;
-        count += w.sum(Kind::Float);
-    }
-    Ok(total / count.clamp_min(1.0))
 }
 
 impl Setup {
@@ -866,8 +543,11 @@ impl Setup {
                 }
             }
         }
-        let synth = Synthesizer::builtin(&schema)?;
-        if cfg.data.synthesize_text {
+        // Labels without text: a synthesised report, drawn anew each epoch by the loader
+        // (`data.resample_text`), or once here.
+        let synth = Arc::new(Synthesizer::builtin(&schema)?);
+        let resample = cfg.data.synthesize_text && cfg.data.resample_text;
+        if cfg.data.synthesize_text && !resample {
             for s in &mut samples {
                 if s.text.is_none() && s.has_labels() {
                     s.text = Some(synth.synthesize_for(&s.id, &s.labels, cfg.run.seed));
@@ -876,7 +556,7 @@ impl Setup {
         }
         let unusable = samples
             .iter()
-            .filter(|s| s.image.is_none() && s.text.is_none())
+            .filter(|s| s.image.is_none() && s.text.is_none() && !(resample && s.has_labels()))
             .count();
         if unusable > 0 {
             return Err(TrainError::Eval(format!(
@@ -928,6 +608,7 @@ impl Setup {
             },
             augment: cfg.data.augment.then(Augment::default),
             padding: Padding::Longest,
+            synthesize: resample.then(|| synth.clone()),
         };
         let eval_loader_cfg = LoaderConfig {
             shuffle: false,
@@ -1037,8 +718,19 @@ impl Setup {
             ..ItlLossConfig::default()
         };
         loss_cfg.validate()?;
+        let step = StepConfig {
+            contrastive: if cfg.loss.kind == "clip" {
+                Contrastive::Clip
+            } else {
+                Contrastive::Itl(loss_cfg)
+            },
+            prompt_weight: cfg.loss.prompt_weight,
+            class_index: class_index.clone(),
+            accum_steps: cfg.data.accum_steps,
+            // bf16 autocast for the encoders on CUDA; the losses compute in fp32 regardless.
+            autocast: (matches!(device, Device::Cuda(_)) && cfg.run.bf16).then_some(Kind::BFloat16),
+        };
         Ok(Self {
-            cfg: cfg.clone(),
             device,
             tokenizer,
             loader,
@@ -1046,7 +738,7 @@ impl Setup {
             eval_loader_cfg,
             model,
             class_index,
-            loss_cfg,
+            step,
             report_only,
             dist,
         })
