@@ -3,7 +3,8 @@
 //! Commands:
 //! - `setup [--cuda]`: the project-local venv with torch and the `.libtorch` folder tch builds against.
 //! - `test`: fmt check, clippy with warnings denied, every test of the workspace.
-//! - `train [-- ARGS]`: the main job on the built-in data.
+//! - `train [--ablation] [--seeds N] [-- ARGS]`: the main job on the built-in data, or its
+//!   spread over seeds.
 //! - `bench [GROUP]...`: the criterion suites and the side-by-side comparisons, one table.
 //! - `gpu-bundle [--out DIR]`: release binaries without rpath and scripts for a GPU host.
 //! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
@@ -15,6 +16,7 @@ mod gpu_bundle;
 mod minilm;
 mod nccl;
 mod setup;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,10 +30,12 @@ commands:
   setup [--cuda]     install torch into .venv and lay out .libtorch (idempotent, offline when done)
                      --cuda: the full CUDA torch, for a GPU machine that has no torch of its own
   test               cargo fmt --check, clippy -D warnings, every test in the workspace
-  train [--ablation] [-- ARGS]
+  train [--ablation] [--seeds N] [-- ARGS]
                      the main job: generate the phantom data if missing, train the phantom-cpu
                      preset, evaluate zero-shot on phantom 5x200, print the results
                      --ablation: also train the same budget with the plain CLIP loss
+                     --seeds N: seeds 0..N of both losses; per-seed table and mean, sd,
+                     min, max (also written to runs/<name>-seeds.md)
                      ARGS go to `umcl train` (e.g. -- --set run.steps=100)
   bench [--list] [--skip GROUP]... [GROUP]...
                      the criterion suites and the side-by-side comparisons (ours vs PyTorch,
@@ -84,7 +88,7 @@ fn run() -> Result<()> {
             parse_flags(rest, &[])?;
             test(&root)
         }
-        "train" => train(&root, rest),
+        "train" => train::run(&root, rest),
         "bench" => bench::run(&root, rest),
         "gpu-bundle" => gpu_bundle::run(&root, rest),
         "nccl" => {
@@ -110,6 +114,27 @@ fn parse_flags<'a>(args: &[String], allowed: &[&'a str]) -> Result<Vec<&'a str>>
         }
     }
     Ok(seen)
+}
+
+/// Takes `--name VALUE` (or `--name=VALUE`) out of `args`: the value, if given, and the
+/// other arguments.
+fn parse_flag_value(args: &[String], name: &str) -> Result<(Option<String>, Vec<String>)> {
+    let mut value = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == name {
+            let v = it
+                .next()
+                .with_context(|| format!("{name} needs a value\n\n{USAGE}"))?;
+            value = Some(v.clone());
+        } else if let Some(v) = arg.strip_prefix(&format!("{name}=")) {
+            value = Some(v.to_string());
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((value, rest))
 }
 
 fn workspace_root() -> PathBuf {
@@ -161,87 +186,4 @@ fn test(root: &Path) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn train(root: &Path, args: &[String]) -> Result<()> {
-    let (flags, extra) = match args.iter().position(|a| a == "--") {
-        Some(i) => (&args[..i], &args[i + 1..]),
-        None => (args, &[][..]),
-    };
-    let ablation = parse_flags(flags, &["--ablation"])?.contains(&"--ablation");
-    setup::ensure(root, false)?;
-    minilm::ensure(root)?; // its tokenizer.json is the default config's tokenizer
-    status(cargo(root).args(["build", "--release", "--package", "umcl"]))?;
-    let umcl = root.join("target/release/umcl");
-    let phantom = root.join("data/phantom");
-    if !phantom.join("manifest.jsonl").exists() || !phantom.join("eval-5x200.jsonl").exists() {
-        status(
-            Command::new(&umcl)
-                .current_dir(root)
-                .args(["data", "phantom", "--out", "data/phantom", "--n", "4000"])
-                .args(["--size", "96", "--seed", "0"]),
-        )?;
-    }
-    let base = next_run_name(root, "phantom-cpu");
-    let mut runs = vec![(
-        base.clone(),
-        "Image-Text-Label loss + learned prompts",
-        vec![],
-    )];
-    if ablation {
-        runs.push((
-            format!("{base}-clip"),
-            "CLIP loss (ablation)",
-            vec!["--set".to_string(), "loss.kind=clip".to_string()],
-        ));
-    }
-    let mut table = Vec::new();
-    for (name, what, sets) in &runs {
-        let started = std::time::Instant::now();
-        let mut cmd = Command::new(&umcl);
-        cmd.current_dir(root)
-            .args(["train", "--preset", "phantom-cpu", "--set"])
-            .arg(format!("run.name={name}"))
-            .args(sets)
-            .args(extra);
-        eprintln!("xtask: $ {cmd:?}");
-        let out = cmd
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("could not start umcl train")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        print!("{stdout}");
-        if !out.status.success() {
-            bail!("umcl train failed ({})", out.status);
-        }
-        let accuracy = stdout
-            .lines()
-            .find_map(|l| l.split_once("images): ").map(|(_, rest)| rest.to_string()))
-            .unwrap_or_else(|| "no zero-shot result".into());
-        table.push((
-            name.clone(),
-            *what,
-            accuracy,
-            started.elapsed().as_secs_f64(),
-        ));
-    }
-    println!("\nphantom 5x200 zero-shot accuracy (SYNTHETIC data):");
-    println!("| run | method | zero-shot accuracy | wall time |");
-    println!("|---|---|---|---|");
-    for (name, what, acc, secs) in &table {
-        println!("| runs/{name} | {what} | {acc} | {secs:.0} s |");
-    }
-    Ok(())
-}
-
-/// `runs/<base>` if free, else `runs/<base>-2`, `-3`, ...
-fn next_run_name(root: &Path, base: &str) -> String {
-    let runs = root.join("runs");
-    if !runs.join(base).exists() {
-        return base.to_string();
-    }
-    (2..)
-        .map(|i| format!("{base}-{i}"))
-        .find(|n| !runs.join(n).exists())
-        .unwrap_or_else(|| base.to_string())
 }
