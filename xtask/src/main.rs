@@ -30,6 +30,8 @@ commands:
   setup [--cuda]     install torch into .venv and lay out .libtorch (idempotent, offline when done)
                      --cuda: the full CUDA torch, for a GPU machine that has no torch of its own
   test               cargo fmt --check, clippy -D warnings, every test in the workspace
+  test --release     the tests of the crates whose numerics or allocations depend on the
+                     optimiser (umcl-data, umcl-losses, umcl-models, the umcl CLI), in release
   train [--ablation] [--seeds N] [-- ARGS]
                      the main job: generate the phantom data if missing, train the phantom-cpu
                      preset, evaluate zero-shot on phantom 5x200, print the results
@@ -85,8 +87,12 @@ fn run() -> Result<()> {
             Ok(())
         }
         "test" => {
-            parse_flags(rest, &[])?;
-            test(&root)
+            let release = parse_flags(rest, &["--release"])?.contains(&"--release");
+            if release {
+                test_release(&root)
+            } else {
+                test(&root)
+            }
         }
         "train" => train::run(&root, rest),
         "bench" => bench::run(&root, rest),
@@ -163,6 +169,29 @@ pub(crate) fn status(cmd: &mut Command) -> Result<()> {
     if !status.success() {
         bail!("{line} failed ({status})");
     }
+    Ok(())
+}
+
+/// The packages `cargo xtask test --release` runs: those whose numerics or allocation
+/// behaviour can change with optimisation (float code, allocation elision), and the CLI tests
+/// that train, resume and run ranks with the release build users run.
+const RELEASE_TEST_PACKAGES: [&str; 4] = ["umcl-data", "umcl-losses", "umcl-models", "umcl"];
+
+fn test_release(root: &Path) -> Result<()> {
+    setup::ensure(root, false)?;
+    minilm::ensure(root)?;
+    let started = std::time::Instant::now();
+    let mut cmd = cargo(root);
+    cmd.args(["test", "--release", "--no-fail-fast"]);
+    for package in RELEASE_TEST_PACKAGES {
+        cmd.args(["--package", package]);
+    }
+    status(&mut cmd)?;
+    eprintln!(
+        "xtask: test --release: {} passed in {:.0} s",
+        RELEASE_TEST_PACKAGES.join(", "),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
