@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
 
 use crate::status;
 
@@ -29,9 +30,12 @@ const LINKED_LIBS: [&str; 4] = [
 ];
 
 /// Version pins read from `[workspace.metadata.umcl]` in the top-level Cargo.toml.
+#[derive(Debug, PartialEq, Deserialize)]
 struct Pins {
     torch: String,
+    #[serde(rename = "nvidia-cuda-runtime")]
     cuda_runtime: String,
+    #[serde(rename = "nvidia-cuda-cupti")]
     cuda_cupti: String,
 }
 
@@ -40,29 +44,26 @@ impl Pins {
         let path = root.join("Cargo.toml");
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let section = text
-            .split("[workspace.metadata.umcl]")
-            .nth(1)
-            .ok_or_else(|| anyhow!("{}: no [workspace.metadata.umcl] section", path.display()))?;
-        let section = section.split("\n[").next().unwrap_or(section);
-        let get = |key: &str| -> Result<String> {
-            section
-                .lines()
-                .filter_map(|line| line.split_once('='))
-                .find(|(k, _)| k.trim() == key)
-                .map(|(_, v)| v.trim().trim_matches('"').to_string())
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{}: [workspace.metadata.umcl] has no `{key}`",
-                        path.display()
-                    )
-                })
-        };
-        Ok(Pins {
-            torch: get("torch")?,
-            cuda_runtime: get("nvidia-cuda-runtime")?,
-            cuda_cupti: get("nvidia-cuda-cupti")?,
-        })
+        Self::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// The pins of a workspace manifest's text.
+    fn parse(manifest: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Manifest {
+            workspace: Workspace,
+        }
+        #[derive(Deserialize)]
+        struct Workspace {
+            metadata: Metadata,
+        }
+        #[derive(Deserialize)]
+        struct Metadata {
+            umcl: Pins,
+        }
+        let manifest: Manifest =
+            toml::from_str(manifest).context("reading the pins of [workspace.metadata.umcl]")?;
+        Ok(manifest.workspace.metadata.umcl)
     }
 
     fn stamp(&self, cuda: bool) -> String {
@@ -242,4 +243,42 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_come_from_workspace_metadata() {
+        let manifest = r#"
+[workspace]
+members = ["xtask"]
+
+[workspace.metadata.umcl]
+torch = "2.11.0"
+nvidia-cuda-runtime = "13.0.96.*"
+nvidia-cuda-cupti = "13.0.85.*" # a comment
+
+[workspace.dependencies]
+torch = "not this one"
+"#;
+        assert_eq!(
+            Pins::parse(manifest).unwrap(),
+            Pins {
+                torch: "2.11.0".into(),
+                cuda_runtime: "13.0.96.*".into(),
+                cuda_cupti: "13.0.85.*".into(),
+            }
+        );
+        let missing = "[workspace.metadata.umcl]\ntorch = \"2.11.0\"\n";
+        let err = format!("{:#}", Pins::parse(missing).unwrap_err());
+        assert!(err.contains("nvidia-cuda-runtime"), "{err}");
+    }
+
+    #[test]
+    fn the_workspace_has_its_pins() {
+        let pins = Pins::read(&crate::workspace_root()).unwrap();
+        assert!(!pins.torch.is_empty());
+    }
 }

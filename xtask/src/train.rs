@@ -1,10 +1,12 @@
 //! `cargo xtask train`: the main job on the built-in phantom data, one run or a spread over
 //! seeds of the Image-Text-Label loss and the CLIP ablation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 
 use crate::{cargo, minilm, parse_flag_value, setup, status};
 
@@ -70,12 +72,18 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut runs = Vec::new();
     for (name, method, seed, sets) in plan {
         let started = std::time::Instant::now();
-        let mut cmd = Command::new(&umcl);
-        cmd.current_dir(root)
-            .args(["train", "--preset", "phantom-cpu", "--set"])
-            .arg(format!("run.name={name}"))
-            .args(&sets)
-            .args(extra);
+        let since = SystemTime::now();
+        let train = || {
+            let mut cmd = Command::new(&umcl);
+            cmd.current_dir(root)
+                .args(["train", "--preset", "phantom-cpu", "--set"])
+                .arg(format!("run.name={name}"))
+                .args(&sets)
+                .args(extra);
+            cmd
+        };
+        let run_dir = run_dir(root, train())?;
+        let mut cmd = train();
         if seeds.is_some() {
             cmd.arg("--quiet");
         }
@@ -84,12 +92,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             .stderr(Stdio::inherit())
             .output()
             .context("could not start umcl train")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        print!("{stdout}");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
         if !out.status.success() {
             bail!("umcl train failed ({})", out.status);
         }
-        let (learned, handwritten) = zero_shot(&stdout);
+        let (learned, handwritten) = zero_shot(&run_dir.join("results.json"), since)?;
         runs.push(Run {
             name,
             method,
@@ -116,25 +123,81 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The two accuracies of `umcl train`'s zero-shot line: "... images): 0.9930 with learned
-/// prompts, 0.9810 with hand-written prompts" (or only the hand-written one).
-fn zero_shot(stdout: &str) -> (Option<f64>, Option<f64>) {
-    let Some(line) = stdout
-        .lines()
-        .find_map(|l| l.split_once("images): ").map(|(_, rest)| rest))
-    else {
-        return (None, None);
-    };
-    let value_before = |what: &str| {
-        line.split(", ").find_map(|part| {
-            part.strip_suffix(what)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-    };
-    (
-        value_before(" with learned prompts"),
-        value_before(" with hand-written prompts"),
-    )
+/// The run directory a `umcl train` command will write: `<run.out_dir>/<run.name>` of the
+/// configuration it resolves (preset, `--set` overrides and the user's arguments), read back
+/// with `--print-config`.
+fn run_dir(root: &Path, mut train: Command) -> Result<PathBuf> {
+    let out = train
+        .arg("--print-config")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("could not start umcl train --print-config")?;
+    if !out.status.success() {
+        bail!("umcl train --print-config failed ({})", out.status);
+    }
+    let text = String::from_utf8(out.stdout)
+        .context("umcl train --print-config printed something that is not UTF-8")?;
+    let dir = run_dir_of_config(&text).context("reading `umcl train --print-config`")?;
+    Ok(root.join(dir))
+}
+
+/// `<run.out_dir>/<run.name>` of a training configuration in TOML.
+fn run_dir_of_config(toml_text: &str) -> Result<PathBuf> {
+    #[derive(Deserialize)]
+    struct Config {
+        run: RunSection,
+    }
+    #[derive(Deserialize)]
+    struct RunSection {
+        name: String,
+        out_dir: PathBuf,
+    }
+    let config: Config = toml::from_str(toml_text).context("parsing the configuration")?;
+    Ok(config.run.out_dir.join(config.run.name))
+}
+
+/// The part of a run's `results.json` (umcl-train's `RunSummary`) we read.
+#[derive(Deserialize)]
+struct RunResults {
+    /// The final zero-shot evaluation, when the run had one.
+    zero_shot: Option<ZeroShot>,
+}
+
+#[derive(Deserialize)]
+struct ZeroShot {
+    learned: Option<Accuracy>,
+    handwritten: Accuracy,
+}
+
+#[derive(Deserialize)]
+struct Accuracy {
+    accuracy: f64,
+}
+
+/// The zero-shot accuracies with learned and with hand-written prompts from a run's
+/// `results.json`, which must have been written after `since` (by this run, not an older
+/// one); `(None, None)` when the run had no zero-shot evaluation.
+fn zero_shot(path: &Path, since: SystemTime) -> Result<(Option<f64>, Option<f64>)> {
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("umcl train finished but left no {}", path.display()))?;
+    if modified < since {
+        bail!(
+            "{} is older than this run: umcl train did not write it",
+            path.display()
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    zero_shot_of_results(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn zero_shot_of_results(json: &str) -> Result<(Option<f64>, Option<f64>)> {
+    let results: RunResults = serde_json::from_str(json)?;
+    Ok(match results.zero_shot {
+        Some(z) => (z.learned.map(|a| a.accuracy), Some(z.handwritten.accuracy)),
+        None => (None, None),
+    })
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -248,13 +311,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_both_accuracies_of_the_zero_shot_line() {
-        let out = "steps: 500\nzero-shot accuracy on data/phantom/eval-5x200.jsonl (1000 images): \
-                   0.9930 with learned prompts, 0.9810 with hand-written prompts\n";
-        assert_eq!(zero_shot(out), (Some(0.993), Some(0.981)));
-        let only = "zero-shot accuracy on x (10 images): 0.5000 with hand-written prompts";
-        assert_eq!(zero_shot(only), (None, Some(0.5)));
-        assert_eq!(zero_shot("no result"), (None, None));
+    fn reads_both_accuracies_from_results_json() {
+        // Trimmed from a real run's results.json (the fields RunSummary writes).
+        let both = r#"{
+            "run_dir": "runs/phantom-cpu",
+            "steps": 1000,
+            "final_loss": 1.23,
+            "best": [0.97, 900],
+            "zero_shot": {
+                "manifest": "data/phantom/eval-5x200.jsonl",
+                "samples": 1000,
+                "left_out": 0,
+                "classes": ["a", "b"],
+                "learned": {"accuracy": 0.993, "macro_f1": 0.99, "ci": null},
+                "handwritten": {"accuracy": 0.981, "macro_f1": 0.98, "ci": null},
+                "multilabel": null
+            },
+            "samples_per_second": 50.0,
+            "data_wait_share": 0.01
+        }"#;
+        assert_eq!(
+            zero_shot_of_results(both).unwrap(),
+            (Some(0.993), Some(0.981))
+        );
+        let only = r#"{"zero_shot": {"learned": null, "handwritten": {"accuracy": 0.5}}}"#;
+        assert_eq!(zero_shot_of_results(only).unwrap(), (None, Some(0.5)));
+        let none = r#"{"steps": 10, "zero_shot": null}"#;
+        assert_eq!(zero_shot_of_results(none).unwrap(), (None, None));
+        assert!(zero_shot_of_results(r#"{"zero_shot": {"learned": null}}"#).is_err());
+        assert!(zero_shot_of_results("steps: 500").is_err());
+    }
+
+    #[test]
+    fn results_json_must_exist_and_be_new() {
+        let dir = std::env::temp_dir().join(format!("xtask-train-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        let missing = zero_shot(&path, SystemTime::now()).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("results.json"),
+            "{missing:#}"
+        );
+        std::fs::write(&path, r#"{"zero_shot": null}"#).unwrap();
+        assert_eq!(
+            zero_shot(&path, SystemTime::UNIX_EPOCH).unwrap(),
+            (None, None)
+        );
+        let later = SystemTime::now() + std::time::Duration::from_secs(3600);
+        let stale = zero_shot(&path, later).unwrap_err();
+        assert!(format!("{stale:#}").contains("older"), "{stale:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn run_dir_is_out_dir_and_name() {
+        let config = "[run]\nname = \"phantom-cpu-s1\"\nout_dir = \"runs\"\nseed = 1\n\n\
+                      [data]\nbatch_size = 32\n";
+        assert_eq!(
+            run_dir_of_config(config).unwrap(),
+            Path::new("runs/phantom-cpu-s1")
+        );
+        assert!(run_dir_of_config("[data]\nbatch_size = 32\n").is_err());
     }
 
     #[test]
