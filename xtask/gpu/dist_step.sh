@@ -5,8 +5,9 @@
 #
 #   [DEVICE=cuda|cpu] [QUICK=0|1] [CASE=model:batch] bash dist_step.sh BUNDLE_DIR OUT_DIR
 #
-# Writes OUT_DIR/dist_step.tsv (one row: group, case, ours = dist samples/s, reference = plain
-# samples/s, unit, higher, device, note) and each run's JSON and stderr in OUT_DIR/dist_step/.
+# Writes OUT_DIR/dist_step.tsv (one result line in the format of xtask/src/bench.rs:
+# umcl-bench-row, group, case, ours = dist samples/s, reference = plain samples/s, unit, higher,
+# device, note; also printed) and each run's JSON and stderr in OUT_DIR/dist_step/.
 # Target (issue 9): dist / plain >= 0.97 on one GPU. The exit status is 1 when a run failed.
 set -u -o pipefail
 
@@ -63,10 +64,13 @@ plain=$(best plain)
 device=$(sed -n 's/.*"device_name":"\([^"]*\)".*/\1/p' "$OUT"/dist_step/"$tag".plain.1.json 2>/dev/null)
 backend=Gloo
 [ "$DEVICE" = cuda ] && backend=NCCL
-printf 'dist_step\t%s-1rank-%s\t%s\t%s\tsamples/s\thigher\t%s\t%s\n' "$tag" "$backend" \
-    "$dist" "$plain" "${device:-$DEVICE}" \
-    "ours = 1-rank $backend data-parallel step, reference = plain step (same binary); best of 2 rounds each" \
-    > "$OUT/dist_step.tsv"
+: > "$OUT/dist_step.tsv"
+if [ -n "$dist" ]; then # a result line needs our number; the reference's may be missing
+    printf 'umcl-bench-row\tdist_step\t%s-1rank-%s\t%s\t%s\tsamples/s\thigher\t%s\t%s\n' \
+        "$tag" "$backend" "$dist" "$plain" "${device:-$DEVICE}" \
+        "ours = 1-rank $backend data-parallel step, reference = plain step (same binary); best of 2 rounds each" \
+        > "$OUT/dist_step.tsv"
+fi
 cat "$OUT/dist_step.tsv"
 [ -n "$dist" ] && [ -n "$plain" ] || FAILED=1
 exit $FAILED

@@ -8,8 +8,9 @@
 # --device: cuda (default) or cpu (to check the bundle on a machine without a GPU).
 # --quick: B = 1024 only and short timings (a smoke test of the whole bundle).
 # --out: the output folder (default ./out-<UTC time> next to this script).
-# Writes DIR/run.log (everything printed), DIR/raw/*.tsv (one line per case: group, case,
-# ours, reference, unit, lower|higher, device, note) and DIR/results.tsv (all of them).
+# Writes DIR/run.log (everything printed), DIR/raw/*.tsv (one result line per case:
+# umcl-bench-row, group, case, ours, reference, unit, lower|higher, device, note; the format of
+# xtask/src/bench.rs) and DIR/results.tsv (all of them).
 # Each step runs even when an earlier one failed; the exit status is 1 when any failed.
 set -u -o pipefail
 
@@ -83,13 +84,13 @@ if [ -f "$HERE/dist_step.sh" ]; then
         bash "$HERE/dist_step.sh" "$HERE" "$OUT/raw"
 fi
 
-cat "$OUT"/raw/*.tsv > "$OUT/results.tsv" 2>/dev/null
+grep -h "^umcl-bench-row$(printf '\t')" "$OUT"/raw/*.tsv > "$OUT/results.tsv" 2>/dev/null
 echo
 echo "=== results (ratio = how many times faster umcl is than the reference)"
 awk -F'\t' '{
     ratio = "-"
-    if ($4 != "" && $3 > 0 && $4 > 0) ratio = sprintf("%.2fx", ($6 == "higher") ? $3 / $4 : $4 / $3)
-    printf "%-12s %-34s %12s %12s %-10s %8s  %s\n", $1, $2, $3, ($4 == "" ? "-" : $4), $5, ratio, $7
+    if ($5 != "" && $4 > 0 && $5 > 0) ratio = sprintf("%.2fx", ($7 == "higher") ? $4 / $5 : $5 / $4)
+    printf "%-12s %-34s %12s %12s %-10s %8s  %s\n", $2, $3, $4, ($5 == "" ? "-" : $5), $6, ratio, $8
 }' "$OUT/results.tsv"
 echo
 echo "log: $LOG"

@@ -8,8 +8,10 @@
 # `umcl bench step` and the reference with the same settings, one after the other, and writes
 #   OUT_DIR/train_step.jsonl  one JSON line per measurement (ours and the reference's record,
 #                             plus ratio and, when FLOPs are known, MFU),
-#   OUT_DIR/train_step.tsv    one row per case: group, case, ours, reference, unit,
-#                             higher, device, note (the format run.sh collects),
+#   OUT_DIR/train_step.tsv    one result line per case: umcl-bench-row, group, case, ours,
+#                             reference, unit, higher, device, note (the format of
+#                             xtask/src/bench.rs; printed at the end too, which is where
+#                             `cargo xtask bench` reads them; run.sh collects the file),
 #   OUT_DIR/train_step/       each run's JSON and stderr.
 # Environment (defaults in brackets):
 #   DEVICE      cuda or cpu [cuda]
@@ -111,7 +113,7 @@ for c in $CASES; do
             "$PYTHON" "$REF" "${common[@]}" --json "$ref_keep" \
             2> "$OUT/train_step/$tag.pytorch-keep.log" || FAILED=1
     fi
-    # One JSON line per measurement and one TSV row per case.
+    # One JSON line per measurement and one result line per case.
     "$PYTHON" - "$ours" "$ref" "$unfused" "${PEAK_TFLOPS:-0}" "$JSONL" "$TSV" "$tag" "$ours_sys" "$ref_keep" <<'EOF' || FAILED=1
 import json, os, sys
 ours_p, ref_p, unfused_p, peak, jsonl, tsv, tag, ours_sys_p, ref_keep_p = sys.argv[1:10]
@@ -158,9 +160,11 @@ if flops and peak > 0:
     m = lambda r: f"{100 * r['mfu']:.1f}%" if r is not None else "-"
     notes.append(f"MFU ours {m(ours)} ref {m(ref)} of {peak / 1e12:g} TFLOP/s")
 fmt = lambda r: f"{r['samples_per_s']:.6g}" if r is not None else ""
-with open(tsv, "a") as fh:
-    fh.write("\t".join(["train_step", tag, fmt(ours), fmt(ref), "samples/s", "higher", device,
-                        "; ".join(notes)]) + "\n")
+clean = lambda s: " ".join(str(s).split())  # no tabs or newlines inside a field
+if ours is not None:  # a result line needs our number; the reference's may be missing
+    with open(tsv, "a") as fh:
+        fh.write("\t".join(["umcl-bench-row", "train_step", tag, fmt(ours), fmt(ref), "samples/s",
+                            "higher", clean(device), clean("; ".join(notes))]) + "\n")
 if ours is None or ref is None:
     sys.exit(1)
 EOF

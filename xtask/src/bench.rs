@@ -1,13 +1,34 @@
 //! `cargo xtask bench`: the criterion suites and the side-by-side comparisons, one table.
 //!
 //! Each group runs `cargo bench` on some bench targets (or, for `train-step`, the training-step
-//! comparison). Results come from three places, all read after the group ran:
+//! comparison script) and keeps what the commands print on stdout. Rows come from two places:
+//! - **result lines** (the side-by-side benches): every comparison prints one line per case in
+//!   the format below, read from the captured stdout by [`parse_result_line`];
 //! - criterion's `target/criterion/**/new/{estimates,benchmark}.json` written during this run
-//!   (ours only: median time, and the rate when the bench declared a throughput);
-//! - the side-by-side benches' raw files `target/bench/raw/*.tsv` written during this run, one
-//!   line per case: `group, case, ours, reference, unit, lower|higher, device, note`;
-//! - the image-pipeline bench's printed `umcl ... threads=N: X images/s` and
-//!   `reference ... threads=N: X images/s` lines.
+//!   (ours only: the median time, and the rate when the bench declared a throughput). A
+//!   criterion bench never sees its own measurement (criterion 0.5 keeps it to its reports), so
+//!   it cannot print it as a result line; these files are read with serde_json instead.
+//!
+//! # Result lines
+//!
+//! One line per case, nine tab-separated fields, the first being the fixed tag
+//! [`RESULT_TAG`]:
+//!
+//! ```text
+//! umcl-bench-row  GROUP  CASE  OURS  REFERENCE  UNIT  lower|higher  DEVICE  NOTE
+//! ```
+//!
+//! - `GROUP`, `CASE`: the table's first two columns (`losses`, `clip B=1024`);
+//! - `OURS`, `REFERENCE`: decimal numbers in `UNIT` (`ms`, `images/s`, ...); `REFERENCE` may be
+//!   empty (no reference ran);
+//! - `lower|higher`: which way is better (`lower` for times, `higher` for rates);
+//! - `DEVICE`: what it ran on (`cpu`, `cuda`, a GPU's name);
+//! - `NOTE`: free text, may be empty (no tabs).
+//!
+//! Lines without the tag are ignored; a tagged line that does not parse is an error naming the
+//! line (its group is reported as failed). Emitters: `crates/umcl-data/benches/labeler.rs` and
+//! `images.rs`, `crates/umcl-losses/benches/losses_vs_torch.rs`, `xtask/gpu/train_step.sh` and
+//! `xtask/gpu/dist_step.sh`; `xtask/gpu/run.sh` collects the same lines on a GPU host.
 //!
 //! The table (group, case, ours, reference, ratio, device) is printed and written to
 //! `target/bench/results.json` and `target/bench/results.md`. The ratio is always "how many
@@ -21,6 +42,10 @@ use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The first field of a result line.
+pub(crate) const RESULT_TAG: &str = "umcl-bench-row";
 
 /// One bench group: what `cargo xtask bench NAME` runs.
 struct Group {
@@ -68,12 +93,6 @@ const GROUPS: &[Group] = &[
         about: "only the losses side by side with PyTorch eager (part of losses)",
         suites: &[("umcl-losses", &["losses_vs_torch"])],
         default: false,
-    },
-    Group {
-        name: "train",
-        about: "umcl-train's criterion benches (if any)",
-        suites: &[("umcl-train", &[])],
-        default: true,
     },
     Group {
         name: "train-step",
@@ -161,10 +180,13 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("xtask: bench: group {}", group.name);
         let started = SystemTime::now();
         let mut printed = Vec::new();
+        let mut ok = true;
         if group.name == "train-step" {
-            if let Err(e) = train_step(root) {
+            let (lines, result) = train_step(root);
+            printed.extend(lines);
+            if let Err(e) = result {
                 eprintln!("xtask: bench: group train-step: {e:#}");
-                failed.push(group.name);
+                ok = false;
             }
         }
         for (package, benches) in group.suites {
@@ -177,17 +199,22 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             for b in *benches {
                 cmd.args(["--bench", b]);
             }
-            match run_capturing(&mut cmd) {
-                Ok(lines) => printed.extend(lines),
-                Err(e) => {
-                    eprintln!("xtask: bench: group {}: {e:#}", group.name);
-                    failed.push(group.name);
-                }
+            let (lines, result) = run_capturing(&mut cmd);
+            printed.extend(lines);
+            if let Err(e) = result {
+                eprintln!("xtask: bench: group {}: {e:#}", group.name);
+                ok = false;
             }
         }
-        rows.extend(criterion_rows(root, started, group.name)?);
-        rows.extend(raw_rows(root, started));
-        rows.extend(image_rows(&printed));
+        rows.extend(criterion_rows(root, started, group.name));
+        let (found, bad) = result_rows(&printed);
+        rows.extend(found);
+        for e in &bad {
+            eprintln!("xtask: bench: group {}: {e:#}", group.name);
+        }
+        if !ok || !bad.is_empty() {
+            failed.push(group.name);
+        }
     }
     let command = std::iter::once("cargo xtask bench".to_string())
         .chain(args.iter().cloned())
@@ -210,42 +237,73 @@ fn find_group(name: &str) -> Result<&'static Group> {
     }
 }
 
-/// Whether the package's manifest declares a `[[bench]]` (or has a `benches/` folder).
+/// Whether the package has bench targets: a `[[bench]]` in its manifest, or a file cargo
+/// finds on its own (`benches/*.rs`, `benches/*/main.rs`). A `benches/` folder holding only
+/// reference scripts does not count.
 fn package_has_benches(root: &Path, package: &str) -> Result<bool> {
     let dir = root.join("crates").join(package);
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
-        .with_context(|| format!("reading {}/Cargo.toml", dir.display()))?;
-    Ok(manifest.contains("[[bench]]") || dir.join("benches").is_dir())
+    let path = dir.join("Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let declared = manifest
+        .get("bench")
+        .and_then(toml::Value::as_array)
+        .is_some_and(|benches| !benches.is_empty());
+    let found = std::fs::read_dir(dir.join("benches")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .any(|p| p.extension().is_some_and(|e| e == "rs") || p.join("main.rs").is_file())
+    });
+    Ok(declared || found)
 }
 
-/// Runs a command, echoing and keeping its stdout lines (stderr passes through).
-fn run_capturing(cmd: &mut Command) -> Result<Vec<String>> {
+/// Runs a command, echoing and keeping its stdout lines (stderr passes through). The lines
+/// printed before a failure are kept too: a bench binary that fails late has already printed
+/// the result lines of its earlier cases.
+fn run_capturing(cmd: &mut Command) -> (Vec<String>, Result<()>) {
     let line = format!("{cmd:?}");
     eprintln!("xtask: $ {line}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not start {line}"))?;
     let mut kept = Vec::new();
+    let mut child = match cmd.stdout(Stdio::piped()).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return (
+                kept,
+                Err(e).with_context(|| format!("could not start {line}")),
+            )
+        }
+    };
+    let mut read = Ok(());
     if let Some(out) = child.stdout.take() {
         for l in BufReader::new(out).lines() {
-            let l = l.context("reading the bench output")?;
-            println!("{l}");
-            kept.push(l);
+            match l {
+                Ok(l) => {
+                    println!("{l}");
+                    kept.push(l);
+                }
+                Err(e) => {
+                    read = Err(e).with_context(|| format!("reading the output of {line}"));
+                    break;
+                }
+            }
         }
     }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("{line} failed ({status})");
-    }
-    Ok(kept)
+    let result = match child.wait() {
+        Ok(status) if status.success() => read,
+        Ok(status) => Err(anyhow::anyhow!("{line} failed ({status})")),
+        Err(e) => Err(e).with_context(|| format!("waiting for {line}")),
+    };
+    (kept, result)
 }
 
-/// The training-step comparison on this machine's CPU: B1's `xtask/gpu/train_step.sh BUNDLE
-/// OUT` run against a bundle-shaped folder `target/bench/train-step-bundle` (`bin/umcl` = the
-/// release build here, `reference/train_step.py`), as `run.sh` runs it on a GPU host; the
-/// script writes its `*.tsv` rows into `target/bench/raw/`.
-fn train_step(root: &Path) -> Result<()> {
+/// The training-step comparison on this machine's CPU: `xtask/gpu/train_step.sh BUNDLE OUT`
+/// run against a bundle-shaped folder `target/bench/train-step-bundle` (`bin/umcl` = the
+/// release build here, `reference/train_step.py`), as `run.sh` runs it on a GPU host. Returns
+/// the script's stdout lines (its result lines among them) and whether it succeeded.
+fn train_step(root: &Path) -> (Vec<String>, Result<()>) {
     let script = root.join("xtask/gpu/train_step.sh");
     let reference = root.join("crates/umcl-train/benches/reference/train_step.py");
     if !script.exists() || !reference.exists() {
@@ -254,18 +312,32 @@ fn train_step(root: &Path) -> Result<()> {
             script.display(),
             reference.display()
         );
-        return Ok(());
+        return (Vec::new(), Ok(()));
     }
-    crate::status(crate::cargo(root).args(["build", "--release", "--package", "umcl"]))?;
-    let bundle = root.join("target/bench/train-step-bundle");
-    for sub in ["bin", "reference"] {
-        std::fs::create_dir_all(bundle.join(sub))?;
-    }
-    link(&root.join("target/release/umcl"), &bundle.join("bin/umcl"))?;
-    link(&reference, &bundle.join("reference/train_step.py"))?;
+    let prepare = || -> Result<PathBuf> {
+        crate::status(crate::cargo(root).args(["build", "--release", "--package", "umcl"]))?;
+        let bundle = root.join("target/bench/train-step-bundle");
+        for sub in ["bin", "reference"] {
+            let dir = bundle.join(sub);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        link(&root.join("target/release/umcl"), &bundle.join("bin/umcl"))?;
+        link(&reference, &bundle.join("reference/train_step.py"))?;
+        Ok(bundle)
+    };
+    let bundle = match prepare() {
+        Ok(bundle) => bundle,
+        Err(e) => return (Vec::new(), Err(e)),
+    };
+    // The script also keeps each run's JSON and log (and a copy of its rows) under OUT.
     let out = root.join("target/bench/raw");
-    std::fs::create_dir_all(&out)?;
-    crate::status(
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        return (
+            Vec::new(),
+            Err(e).with_context(|| format!("creating {}", out.display())),
+        );
+    }
+    run_capturing(
         Command::new("bash")
             .arg(&script)
             .arg(&bundle)
@@ -291,8 +363,42 @@ fn modified_since(path: &Path, since: SystemTime) -> bool {
         .is_ok_and(|t| t >= since)
 }
 
-/// Rows from criterion's estimates written since `since`, in bench group `group`.
-fn criterion_rows(root: &Path, since: SystemTime, group: &str) -> Result<Vec<Row>> {
+/// The part of criterion's `new/estimates.json` we read.
+#[derive(Deserialize)]
+struct Estimates {
+    median: Estimate,
+}
+
+#[derive(Deserialize)]
+struct Estimate {
+    /// Nanoseconds per iteration.
+    point_estimate: f64,
+}
+
+/// The part of criterion's `new/benchmark.json` we read.
+#[derive(Deserialize)]
+struct BenchmarkId {
+    full_id: String,
+    /// `{"Elements": n}`, `{"Bytes": n}` or null.
+    throughput: Option<Throughput>,
+}
+
+#[derive(Deserialize)]
+struct Throughput {
+    #[serde(rename = "Elements")]
+    elements: Option<f64>,
+}
+
+/// Reads and parses one of criterion's JSON files.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Rows from criterion's estimates written since `since`, in bench group `group`. A file that
+/// cannot be read is reported and left out.
+fn criterion_rows(root: &Path, since: SystemTime, group: &str) -> Vec<Row> {
     let base = root.join("target/criterion");
     let mut found = Vec::new();
     collect_estimates(&base, &mut found);
@@ -303,20 +409,24 @@ fn criterion_rows(root: &Path, since: SystemTime, group: &str) -> Result<Vec<Row
         if !modified_since(&est, since) {
             continue;
         }
-        let text = std::fs::read_to_string(&est)?;
-        let Some(ns) = json_number_after(&text, "\"median\"", "\"point_estimate\"") else {
-            continue;
+        let ns = match read_json::<Estimates>(&est) {
+            Ok(e) => e.median.point_estimate,
+            Err(e) => {
+                eprintln!("xtask: bench: criterion result left out: {e:#}");
+                continue;
+            }
         };
-        let bench_json =
-            std::fs::read_to_string(est.with_file_name("benchmark.json")).unwrap_or_default();
-        let case = json_string(&bench_json, "full_id").unwrap_or_else(|| {
+        // benchmark.json names the case and its throughput; without it the folder names the
+        // case and the time is reported.
+        let id = read_json::<BenchmarkId>(&est.with_file_name("benchmark.json")).ok();
+        let case = id.as_ref().map(|b| b.full_id.clone()).unwrap_or_else(|| {
             est.parent()
                 .and_then(|p| p.parent())
                 .and_then(|p| p.strip_prefix(&base).ok())
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         });
-        let elements = json_number_after(&bench_json, "\"throughput\"", "\"Elements\"");
+        let elements = id.and_then(|b| b.throughput).and_then(|t| t.elements);
         let (ours, unit, higher) = match elements {
             Some(n) if ns > 0.0 => (n / (ns * 1e-9), "elements/s".to_string(), true),
             _ => (ns * 1e-6, "ms".to_string(), false),
@@ -332,7 +442,7 @@ fn criterion_rows(root: &Path, since: SystemTime, group: &str) -> Result<Vec<Row
             note: "criterion median".into(),
         });
     }
-    Ok(rows)
+    rows
 }
 
 fn collect_estimates(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -356,143 +466,82 @@ fn collect_estimates(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The number after `key`, looked for after `anchor` (a minimal reader for criterion's JSON).
-fn json_number_after(text: &str, anchor: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(anchor)?..];
-    let rest = &rest[rest.find(key)? + key.len()..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// A string field of a one-level JSON object (no escapes in the value).
-fn json_string(text: &str, key: &str) -> Option<String> {
-    let k = format!("\"{key}\":");
-    let rest = text[text.find(&k)? + k.len()..].trim_start();
-    let rest = rest.strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_string())
-}
-
-/// Rows of the side-by-side benches' raw files written since `since`; a line that does not
-/// parse (a case whose run failed) is reported and left out.
-fn raw_rows(root: &Path, since: SystemTime) -> Vec<Row> {
-    let dir = root.join("target/bench/raw");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tsv") && modified_since(p, since))
-        .collect();
-    files.sort();
+/// The rows among a command's stdout lines, and an error for each tagged line that does not
+/// parse.
+fn result_rows(lines: &[String]) -> (Vec<Row>, Vec<anyhow::Error>) {
     let mut rows = Vec::new();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            eprintln!("xtask: bench: cannot read {}", f.display());
-            continue;
-        };
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match parse_raw_line(line) {
-                Ok(row) => rows.push(row),
-                Err(e) => eprintln!(
-                    "xtask: bench: {}:{}: result line left out: {e:#}",
-                    f.display(),
-                    i + 1
-                ),
-            }
+    let mut bad = Vec::new();
+    for line in lines {
+        match parse_result_line(line) {
+            Ok(Some(row)) => rows.push(row),
+            Ok(None) => {}
+            Err(e) => bad.push(e),
         }
     }
-    rows
+    (rows, bad)
 }
 
-/// `group \t case \t ours \t reference \t unit \t lower|higher \t device \t note`; the
-/// reference may be empty.
-pub(crate) fn parse_raw_line(line: &str) -> Result<Row> {
-    let f: Vec<&str> = line.split('\t').collect();
-    if f.len() < 7 {
-        bail!("expected at least 7 tab-separated fields, got {}", f.len());
+/// Parses one line of a bench's output: `None` for a line that is not a result line (no
+/// [`RESULT_TAG`] field at its start), the row for a well-formed one, and an error quoting the
+/// line for a malformed one.
+pub(crate) fn parse_result_line(line: &str) -> Result<Option<Row>> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let Some(rest) = line.strip_prefix(RESULT_TAG) else {
+        return Ok(None);
+    };
+    let Some(rest) = rest.strip_prefix('\t') else {
+        // `umcl-bench-rows ...` and the like are not ours; a tag followed by anything but a tab
+        // is a malformed result line.
+        if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+            bail!("malformed result line {line:?}: the tag must be followed by a tab");
+        }
+        return Ok(None);
+    };
+    parse_fields(rest)
+        .map(Some)
+        .with_context(|| format!("malformed result line {line:?}"))
+}
+
+/// The eight fields after the tag.
+fn parse_fields(fields: &str) -> Result<Row> {
+    let f: Vec<&str> = fields.split('\t').collect();
+    if f.len() != 8 {
+        bail!(
+            "expected 9 tab-separated fields ({RESULT_TAG}, group, case, ours, reference, unit, \
+             lower|higher, device, note), got {}",
+            f.len() + 1
+        );
     }
     let num = |s: &str, what: &str| -> Result<f64> {
-        s.trim()
-            .parse::<f64>()
-            .with_context(|| format!("{what} `{s}` is not a number"))
+        match s.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => bail!("{what} `{s}` is not a finite number"),
+        }
+    };
+    let text = |s: &str, what: &str| -> Result<String> {
+        match s.trim() {
+            "" => bail!("the {what} field is empty"),
+            t => Ok(t.to_string()),
+        }
     };
     let higher_is_better = match f[5].trim() {
         "higher" => true,
         "lower" => false,
-        other => bail!("field 6 must be `lower` or `higher`, got `{other}`"),
+        other => bail!("the 7th field must be `lower` or `higher`, got `{other}`"),
     };
     Ok(Row {
-        group: f[0].trim().to_string(),
-        case: f[1].trim().to_string(),
+        group: text(f[0], "group")?,
+        case: text(f[1], "case")?,
         ours: num(f[2], "ours")?,
         reference: match f[3].trim() {
             "" => None,
             s => Some(num(s, "reference")?),
         },
-        unit: f[4].trim().to_string(),
+        unit: text(f[4], "unit")?,
         higher_is_better,
-        device: f[6].trim().to_string(),
-        note: f.get(7).map(|s| s.trim().to_string()).unwrap_or_default(),
+        device: text(f[6], "device")?,
+        note: f[7].trim().to_string(),
     })
-}
-
-/// Rows from the image bench's printed rates (`umcl  threads=1: 123.4 images/s`, and the same
-/// for `reference pil` / `reference tensor`; the fastest reference is compared).
-fn image_rows(lines: &[String]) -> Vec<Row> {
-    let mut rows: Vec<Row> = Vec::new();
-    let mut refs: Vec<(String, String, f64)> = Vec::new(); // (threads, variant, rate)
-    for l in lines {
-        let Some((head, tail)) = l.split_once(": ") else {
-            continue;
-        };
-        let Some(rate) = tail
-            .trim()
-            .strip_suffix(" images/s")
-            .and_then(|r| r.trim().parse::<f64>().ok())
-        else {
-            continue;
-        };
-        let words: Vec<&str> = head.split_whitespace().collect();
-        let Some(threads) = words
-            .iter()
-            .find_map(|w| w.strip_prefix("threads="))
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        match words.first() {
-            Some(&"reference") => {
-                refs.push((threads, words.get(1).unwrap_or(&"?").to_string(), rate))
-            }
-            Some(&"umcl") => {
-                let best = refs
-                    .iter()
-                    .filter(|(t, _, _)| *t == threads)
-                    .max_by(|a, b| a.2.total_cmp(&b.2));
-                rows.push(Row {
-                    group: "images".into(),
-                    case: format!("decode+resize+augment 224, {threads} thread(s)"),
-                    ours: rate,
-                    reference: best.map(|b| b.2),
-                    unit: "images/s".into(),
-                    higher_is_better: true,
-                    device: "cpu".into(),
-                    note: best
-                        .map(|b| format!("vs PIL + torchvision ({} variant)", b.1))
-                        .unwrap_or_else(|| "no reference".into()),
-                });
-            }
-            _ => {}
-        }
-    }
-    rows
 }
 
 fn fmt_num(v: f64) -> String {
@@ -503,21 +552,6 @@ fn fmt_num(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// What the numbers were measured on: CPU model, cores, OS, rustc.
@@ -576,6 +610,45 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// `target/bench/results.json`.
+#[derive(Serialize)]
+struct ResultsFile<'a> {
+    date: &'a str,
+    machine: &'a str,
+    command: &'a str,
+    results: Vec<ResultEntry<'a>>,
+}
+
+/// One row of `results.json`: the [`Row`] and its ratio.
+#[derive(Serialize)]
+struct ResultEntry<'a> {
+    group: &'a str,
+    case: &'a str,
+    ours: f64,
+    reference: Option<f64>,
+    unit: &'a str,
+    higher_is_better: bool,
+    ratio: Option<f64>,
+    device: &'a str,
+    note: &'a str,
+}
+
+impl<'a> From<&'a Row> for ResultEntry<'a> {
+    fn from(r: &'a Row) -> Self {
+        ResultEntry {
+            group: &r.group,
+            case: &r.case,
+            ours: r.ours,
+            reference: r.reference,
+            unit: &r.unit,
+            higher_is_better: r.higher_is_better,
+            ratio: r.ratio(),
+            device: &r.device,
+            note: &r.note,
+        }
+    }
 }
 
 /// Prints the table and writes `target/bench/results.{json,md}`.
@@ -640,32 +713,14 @@ pub(crate) fn report(root: &Path, rows: &[Row], command: &str) -> Result<()> {
         );
     }
     write_atomic(&dir.join("results.md"), &md)?;
-    let mut json = format!(
-        "{{\n  \"date\": \"{}\",\n  \"machine\": \"{}\",\n  \"command\": \"{}\",\n  \"results\": [",
-        json_escape(&date),
-        json_escape(&machine),
-        json_escape(command)
-    );
-    for (i, r) in rows.iter().enumerate() {
-        let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x}"));
-        let _ = write!(
-            json,
-            "{}\n    {{\"group\": \"{}\", \"case\": \"{}\", \"ours\": {}, \"reference\": {}, \
-             \"unit\": \"{}\", \"higher_is_better\": {}, \"ratio\": {}, \"device\": \"{}\", \
-             \"note\": \"{}\"}}",
-            if i == 0 { "" } else { "," },
-            json_escape(&r.group),
-            json_escape(&r.case),
-            r.ours,
-            opt(r.reference),
-            json_escape(&r.unit),
-            r.higher_is_better,
-            opt(r.ratio()),
-            json_escape(&r.device),
-            json_escape(&r.note)
-        );
-    }
-    json.push_str("\n  ]\n}\n");
+    let results = ResultsFile {
+        date: &date,
+        machine: &machine,
+        command,
+        results: rows.iter().map(ResultEntry::from).collect(),
+    };
+    let mut json = serde_json::to_string_pretty(&results).context("encoding results.json")?;
+    json.push('\n');
     write_atomic(&dir.join("results.json"), &json)?;
     eprintln!(
         "xtask: bench: wrote {} and {}",
@@ -679,67 +734,179 @@ pub(crate) fn report(root: &Path, rows: &[Row], command: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn row(line: &str) -> Row {
+        match parse_result_line(line) {
+            Ok(Some(row)) => row,
+            other => panic!("{line:?} should be a result line, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn raw_line_parses_and_ratio_means_faster() {
-        let time = parse_raw_line("losses\tclip B=1024\t10\t15\tms\tlower\tcpu\tnote").unwrap();
+    fn result_line_parses_and_ratio_means_faster() {
+        let time = row("umcl-bench-row\tlosses\tclip B=1024\t10\t15\tms\tlower\tcpu\tnote");
+        assert_eq!(time.group, "losses");
+        assert_eq!(time.case, "clip B=1024");
         assert_eq!(time.reference, Some(15.0));
+        assert_eq!(time.note, "note");
         assert!((time.ratio().unwrap() - 1.5).abs() < 1e-12);
         let rate =
-            parse_raw_line("labeler\tIU reports\t30000\t10000\treports/s\thigher\tcpu").unwrap();
+            row("umcl-bench-row\tlabeler\tIU reports\t30000\t10000\treports/s\thigher\tcpu\t");
+        assert!(rate.higher_is_better);
         assert!((rate.ratio().unwrap() - 3.0).abs() < 1e-12);
-        let none = parse_raw_line("losses\tx\t1\t\tms\tlower\tcuda\t").unwrap();
+        let none = row("umcl-bench-row\tlosses\tx\t1\t\tms\tlower\tcuda\t\r");
+        assert_eq!(none.reference, None);
         assert_eq!(none.ratio(), None);
-        assert!(parse_raw_line("losses\tx\t1\t2\tms\tfaster\tcpu").is_err());
-        assert!(parse_raw_line("losses\tx\tone\t2\tms\tlower\tcpu").is_err());
+    }
+
+    #[test]
+    fn lines_without_the_tag_are_not_results() {
+        for line in [
+            "",
+            "image_pipeline_224/umcl_1_thread  time: [1.2 s 1.3 s 1.4 s]",
+            "losses\tclip\t10\t15\tms\tlower\tcpu\tnote",
+            "umcl-bench-rows\tsomething else",
+            "reference pil    threads=1:     40.0 images/s",
+        ] {
+            assert!(
+                matches!(parse_result_line(line), Ok(None)),
+                "{line:?} is not a result line"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_result_lines_are_errors_naming_the_line() {
+        let cases = [
+            (
+                "umcl-bench-row\tlosses\tx\t1\t2\tms\tfaster\tcpu\t",
+                "`lower` or `higher`",
+            ),
+            (
+                "umcl-bench-row\tlosses\tx\tone\t2\tms\tlower\tcpu\t",
+                "ours `one`",
+            ),
+            (
+                "umcl-bench-row\tlosses\tx\t1\tNaN\tms\tlower\tcpu\t",
+                "reference `NaN`",
+            ),
+            ("umcl-bench-row\tlosses\tx\t1\t2\tms\tlower\tcpu", "got 8"),
+            (
+                "umcl-bench-row\tlosses\tx\t1\t2\tms\tlower\tcpu\tn\textra",
+                "got 10",
+            ),
+            (
+                "umcl-bench-row\t\tx\t1\t2\tms\tlower\tcpu\t",
+                "group field is empty",
+            ),
+            (
+                "umcl-bench-row losses x 1 2 ms lower cpu",
+                "followed by a tab",
+            ),
+        ];
+        for (line, why) in cases {
+            let err = match parse_result_line(line) {
+                Err(e) => format!("{e:#}"),
+                Ok(r) => panic!("{line:?} should not parse, got {r:?}"),
+            };
+            assert!(
+                err.contains(&format!("{line:?}")),
+                "the error names the line: {err}"
+            );
+            assert!(err.contains(why), "the error says why ({why}): {err}");
+        }
+    }
+
+    #[test]
+    fn result_rows_keep_rows_and_report_bad_lines() {
+        let lines: Vec<String> = [
+            "Benchmarking labeler/label_sections: Warming up",
+            "umcl-bench-row\timages\t1 thread\t100\t50\timages/s\thigher\tcpu\tvs PIL",
+            "umcl-bench-row\timages\t2 threads\t140\t\timages/s\thigher\tcpu\t",
+            "umcl-bench-row\timages\tbroken",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (rows, bad) = result_rows(&lines);
+        assert_eq!(rows.len(), 2);
+        assert!((rows[0].ratio().unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(rows[1].reference, None);
+        assert_eq!(bad.len(), 1);
+        assert!(format!("{:#}", bad[0]).contains("broken"));
     }
 
     #[test]
     fn criterion_json_fields() {
-        let est = r#"{"mean":{"point_estimate":5.0},"median":{"confidence_interval":{"lower_bound":1.0},"point_estimate":2.5e6}}"#;
-        assert_eq!(
-            json_number_after(est, "\"median\"", "\"point_estimate\""),
-            Some(2.5e6)
-        );
-        let b = r#"{"group_id":"labeler","throughput":{"Elements":1979},"full_id":"labeler/label_sections"}"#;
-        assert_eq!(
-            json_number_after(b, "\"throughput\"", "\"Elements\""),
-            Some(1979.0)
-        );
-        assert_eq!(
-            json_string(b, "full_id").as_deref(),
-            Some("labeler/label_sections")
-        );
-        let none = r#"{"throughput":null,"full_id":"x"}"#;
-        assert_eq!(
-            json_number_after(none, "\"throughput\"", "\"Elements\""),
-            None
-        );
+        let est: Estimates = serde_json::from_str(
+            r#"{"mean":{"point_estimate":5.0},"median":{"confidence_interval":{"lower_bound":1.0},"point_estimate":2.5e6}}"#,
+        )
+        .unwrap();
+        assert_eq!(est.median.point_estimate, 2.5e6);
+        let b: BenchmarkId = serde_json::from_str(
+            r#"{"group_id":"labeler","throughput":{"Elements":1979},"full_id":"labeler/label_sections"}"#,
+        )
+        .unwrap();
+        assert_eq!(b.full_id, "labeler/label_sections");
+        assert_eq!(b.throughput.and_then(|t| t.elements), Some(1979.0));
+        for throughput in ["null", r#"{"Bytes":4096}"#] {
+            let b: BenchmarkId =
+                serde_json::from_str(&format!(r#"{{"throughput":{throughput},"full_id":"x"}}"#))
+                    .unwrap();
+            assert_eq!(b.throughput.and_then(|t| t.elements), None);
+        }
     }
 
     #[test]
-    fn image_lines_pick_the_fastest_reference() {
-        let lines: Vec<String> = [
-            "reference pil    threads=1:     40.0 images/s",
-            "reference tensor threads=1:     50.0 images/s",
-            "umcl             threads=1:    100.0 images/s",
-            "reference pil    threads=2:     70.0 images/s",
-            "umcl             threads=2:    140.0 images/s",
-            "ratio umcl / fastest reference (tensor), threads=1: 2.00x",
-        ]
-        .map(String::from)
-        .to_vec();
-        let rows = image_rows(&lines);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].reference, Some(50.0));
-        assert!((rows[0].ratio().unwrap() - 2.0).abs() < 1e-12);
-        assert_eq!(rows[1].reference, Some(70.0));
+    fn results_json_has_every_field_and_the_ratio() {
+        let rows = [
+            row("umcl-bench-row\tlosses\tclip \"B\"=1024\t10\t15\tms\tlower\tcpu\ta \\ note"),
+            row("umcl-bench-row\tmodels\tvit\t3\t\tms\tlower\tcpu\t"),
+        ];
+        let file = ResultsFile {
+            date: "2026-12-05 10:00 UTC",
+            machine: "test box",
+            command: "cargo xtask bench losses",
+            results: rows.iter().map(ResultEntry::from).collect(),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&file).unwrap()).unwrap();
+        assert_eq!(v["command"], "cargo xtask bench losses");
+        let first = &v["results"][0];
+        assert_eq!(first["case"], "clip \"B\"=1024");
+        assert_eq!(first["note"], "a \\ note");
+        assert_eq!(first["reference"], 15.0);
+        assert_eq!(first["ratio"], 1.5);
+        assert_eq!(first["higher_is_better"], false);
+        assert!(v["results"][1]["reference"].is_null());
+        assert!(v["results"][1]["ratio"].is_null());
+    }
+
+    #[test]
+    fn every_group_runs_something() {
+        let root = crate::workspace_root();
+        for g in GROUPS {
+            assert!(
+                !g.suites.is_empty() || g.name == "train-step",
+                "group {} runs nothing",
+                g.name
+            );
+            for (package, _) in g.suites {
+                assert!(
+                    package_has_benches(&root, package).unwrap(),
+                    "group {}: {package} has no benches",
+                    g.name
+                );
+            }
+        }
     }
 
     #[test]
     fn utc_dates() {
         assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
-        // `date -u -d @1700000000` and a leap day.
+        // `date -u -d @1700000000`, a leap day, March 1 of 2100 (not a leap year) and the
+        // last second of a year.
         assert_eq!(utc_date(1_700_000_000), "2023-11-14 22:13 UTC");
         assert_eq!(utc_date(1_709_208_000), "2024-02-29 12:00 UTC");
+        assert_eq!(utc_date(4_107_542_400), "2100-03-01 00:00 UTC");
+        assert_eq!(utc_date(1_767_225_599), "2025-12-31 23:59 UTC");
     }
 }

@@ -36,8 +36,9 @@ of umcl's benchmark suite (issue #8) on a host that has its own PyTorch.
 run.sh puts that python's `torch/lib` on `LD_LIBRARY_PATH` (the binaries need libtorch
 2.11.0, the version in BUILD-INFO), then runs `umcl info`, the losses side by side with PyTorch
 eager (bin/losses_vs_torch + reference/losses_bench.py) and the training step
-(train_step.sh, when present), and writes `DIR/run.log`, `DIR/raw/*.tsv` (one line per case:
-group, case, ours, reference, unit, lower|higher, device, note) and `DIR/results.tsv`.
+(train_step.sh, when present), and writes `DIR/run.log`, `DIR/raw/*.tsv` (one result line per
+case, tab-separated: umcl-bench-row, group, case, ours, reference, unit, lower|higher, device,
+note) and `DIR/results.tsv` (all of them).
 Made by `cargo xtask gpu-bundle` from the umcl repository.
 ";
 

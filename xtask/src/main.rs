@@ -43,7 +43,7 @@ commands:
                      the criterion suites and the side-by-side comparisons (ours vs PyTorch,
                      PIL, a Python labeler); prints one table (ours, reference, ratio, device),
                      writes target/bench/results.json and results.md
-                     groups: data models losses train train-step (default: all of these),
+                     groups: data models losses train-step (default: all of these),
                      labeler images losses-vs-torch (parts); --list describes them
   gpu-bundle [--out DIR] [--no-build] [--no-nccl]
                      release binaries without rpath + xtask/gpu scripts + the Python

@@ -1,8 +1,9 @@
 //! The image pipeline (decode -> resize to 224 -> augment -> normalise) on the JPEGs of
 //! `../shared/data/covid-cxr-512`, one thread and two, side by side with the PIL + torchvision
 //! reference (`benches/reference/pil_pipeline.py`, run with `.venv-ref/bin/python`) doing the
-//! same operations on the same files. Prints the ratios at the end; docs/benchmarks.md keeps
-//! the numbers.
+//! same operations on the same files. Prints the ratios at the end, and one result line per
+//! thread count (`umcl-bench-row`, the format `cargo xtask bench` reads; see
+//! xtask/src/bench.rs); docs/benchmarks.md keeps the numbers.
 //!
 //! Skips with a notice when the shared data set is absent; skips the reference when the
 //! reference venv is absent.
@@ -150,12 +151,25 @@ fn side_by_side(files: &[PathBuf]) {
             }
         }
         println!("umcl             threads={threads}: {ours:8.1} images/s");
-        if let Some((variant, rate)) = best {
+        if let Some((variant, rate)) = &best {
             println!(
                 "ratio umcl / fastest reference ({variant}), threads={threads}: {:.2}x",
                 ours / rate
             );
         }
+        // The result line (tag, group, case, ours, reference, unit, lower|higher, device,
+        // note), compared with the fastest reference variant.
+        let (reference, note) = match &best {
+            Some((variant, rate)) => (
+                format!("{rate:.1}"),
+                format!("vs PIL + torchvision ({variant} variant)"),
+            ),
+            None => (String::new(), "no reference".to_string()),
+        };
+        println!(
+            "umcl-bench-row\timages\tdecode+resize+augment 224, {threads} thread(s)\t{ours:.1}\t\
+             {reference}\timages/s\thigher\tcpu\t{note}"
+        );
     }
 }
 

@@ -11,10 +11,10 @@
 //! `benches/reference/labeler.py`, which applies the same rule file the same way, labels the
 //! same reports; the bench prints how often the two agree (reports with all 17 labels equal,
 //! and single labels) with the first disagreements, times both over 3 passes on one core, and
-//! writes the row to `target/bench/raw/labeler.tsv` (read by `cargo xtask bench`).
+//! prints the comparison as a result line (`umcl-bench-row`, the format `cargo xtask bench`
+//! reads; see xtask/src/bench.rs).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -246,18 +246,14 @@ fn side_by_side(labeler: &Labeler) {
         "labeler reports/s on one core: umcl {ours_rate:.0}, Python regex {theirs_rate:.0}: {:.1}x",
         ours_rate / theirs_rate
     );
-    let mut row = String::new();
-    let _ = writeln!(
-        row,
-        "labeler\t{n} IU reports, one core\t{ours_rate:.1}\t{theirs_rate:.1}\treports/s\thigher\tcpu\t\
-         vs Python regex labeler; agreement {:.2}% of reports, {:.3}% of labels",
+    // The result line: tag, group, case, ours, reference, unit, lower|higher, device, note.
+    println!(
+        "umcl-bench-row\tlabeler\t{n} IU reports, one core\t{ours_rate:.1}\t{theirs_rate:.1}\t\
+         reports/s\thigher\tcpu\tvs Python regex labeler; agreement {:.2}% of reports, {:.3}% \
+         of labels",
         100.0 * report_agree,
         100.0 * label_agree
     );
-    let path = raw.join("labeler.tsv");
-    let tmp = raw.join("labeler.tsv.tmp");
-    std::fs::write(&tmp, row).expect("the result can be written");
-    std::fs::rename(&tmp, &path).expect("the result can be renamed into place");
 }
 
 criterion_group!(benches, bench_labeler);

@@ -7,7 +7,9 @@
 //!
 //! The inputs are written to a temporary folder (`loss_inputs_B<n>.*`) for the reference, which
 //! also returns its loss values: the bench checks that both sides computed the same loss. The
-//! table goes to stdout and `target/bench/raw/losses-<device>.tsv` (read by `cargo xtask bench`).
+//! table goes to stdout, followed by one result line per case (`umcl-bench-row`, the format
+//! `cargo xtask bench` reads from stdout; see xtask/src/bench.rs); the same lines go to
+//! `target/bench/raw/losses-<device>.tsv`, which the GPU bundle's `run.sh` collects.
 //!
 //! Environment: `UMCL_BENCH_DEVICE=cuda` (both sides on CUDA), `UMCL_BENCH_THREADS` (1),
 //! `UMCL_BENCH_BATCHES` (`1024,4096`), `UMCL_BENCH_SECONDS` (3), `UMCL_BENCH_OUT` (the raw
@@ -223,7 +225,7 @@ fn main() {
 
     let _ = std::fs::remove_dir_all(&inputs);
 
-    // group, case, ours, reference, unit, better, device, note
+    // Result lines: tag, group, case, ours, reference, unit, lower|higher, device, note.
     let mut tsv = String::new();
     println!("\nfwd+bwd, {device_name}, {threads} thread(s): ours vs PyTorch eager (ratio = reference time / ours)");
     for (n, name, ms, value) in &ours {
@@ -243,21 +245,22 @@ fn main() {
                 );
                 let _ = writeln!(
                     tsv,
-                    "losses\t{case}\t{ms:.4}\t{ref_ms:.4}\tms\tlower\t{device_name}\ttorch {torch}, {threads} thread(s), {same}"
+                    "umcl-bench-row\tlosses\t{case}\t{ms:.4}\t{ref_ms:.4}\tms\tlower\t{device_name}\ttorch {torch}, {threads} thread(s), {same}"
                 );
             }
             None => {
                 println!("  {case:32} ours {ms:9.2} ms  (no reference)");
                 let _ = writeln!(
                     tsv,
-                    "losses\t{case}\t{ms:.4}\t\tms\tlower\t{device_name}\t{threads} thread(s), no reference"
+                    "umcl-bench-row\tlosses\t{case}\t{ms:.4}\t\tms\tlower\t{device_name}\t{threads} thread(s), no reference"
                 );
             }
         }
     }
     let path = out.join(format!("losses-{device_name}.tsv"));
     let tmp = path.with_extension("tsv.tmp");
-    std::fs::write(&tmp, tsv).expect("the results can be written");
+    std::fs::write(&tmp, &tsv).expect("the results can be written");
     std::fs::rename(&tmp, &path).expect("the results can be renamed into place");
+    print!("\n{tsv}");
     println!("wrote {}", path.display());
 }
