@@ -20,7 +20,7 @@ struct Features {
     device: Device,
 }
 
-fn check_float(name: &'static str, t: &Tensor) -> Result<(), LossError> {
+pub(crate) fn check_float(name: &'static str, t: &Tensor) -> Result<(), LossError> {
     match t.kind() {
         Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double => Ok(()),
         k => Err(LossError::NotFloat {
@@ -31,7 +31,7 @@ fn check_float(name: &'static str, t: &Tensor) -> Result<(), LossError> {
 }
 
 /// `v / max(||v||_2, 1e-12)` row by row.
-fn normalize(t: &Tensor) -> Tensor {
+pub(crate) fn normalize(t: &Tensor) -> Tensor {
     t / t.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-12)
 }
 

@@ -31,12 +31,12 @@
 //! same dropout masks the two agree.
 
 use tch::{Device, Kind, Tensor};
-use umcl_losses::{clip_loss, itl_loss, FullPrecision, ItlLossConfig};
+use umcl_losses::{clip_loss, itl_loss, prompt_label_loss, FullPrecision, ItlLossConfig};
 use umcl_models::backend::{self, AutocastGuard};
 use umcl_models::dual::DualEncoder;
 
 use crate::distributed::Dist;
-use crate::embed::{normalize, rows_where, TensorBatch};
+use crate::embed::{rows_where, TensorBatch};
 use crate::error::TrainError;
 
 /// The image-text contrastive loss of a step.
@@ -370,9 +370,10 @@ fn batch_loss(
                     .collect::<Vec<_>>(),
             )
             .to_device(device);
-            let scale = log_scale.exp();
-            let rows = [(img, &b.has_image), (txt, &b.has_text)];
-            prompt_label_loss(&rows, classes, &b.labels, &idx, &scale)
+            let image_rows = rows_where(&b.has_image, device);
+            let text_rows = rows_where(&b.has_text, device);
+            let rows = [(img, &image_rows), (txt, &text_rows)];
+            prompt_label_loss(&rows, classes, &b.labels, &idx, &log_scale)?
         }
         None => Tensor::zeros([], (Kind::Float, device)),
     };
@@ -397,66 +398,4 @@ fn batch_loss(
             mean_positives,
         },
     })
-}
-
-/// The prompt-label term: binary cross-entropy between `scale * cos(embedding, class)` and
-/// each class's label, for every embedding in `rows` (image and text embeddings with the flags
-/// of the rows that have them), averaged over the known labels.
-///
-/// `labels` are the batch's codes `[B, K]` (1, 0, -1, -2), `class_index` the schema columns of
-/// the classes (i64, on the labels' device). A labelled sample's unmentioned findings count as
-/// absent (as in the losses); uncertain ones, and every finding of an unlabelled sample, are
-/// left out. The targets and weights are label-valued: built from integer comparisons, and
-/// the term computes in fp32 with autocast off, whatever the embeddings' kind.
-///
-/// ```
-/// use tch::{Kind, Tensor};
-/// use umcl_train::step::prompt_label_loss;
-/// let emb = Tensor::from_slice2(&[[1.0f32, 0.0], [0.0, 1.0]]);
-/// let classes = Tensor::from_slice2(&[[1.0f32, 0.0]]); // one class, along the first axis
-/// let labels = Tensor::from_slice2(&[[1i64], [0]]);    // row 0 has it, row 1 does not
-/// let idx = Tensor::from_slice(&[0i64]);
-/// let loss = prompt_label_loss(&[(&emb, &vec![true, true])], &classes, &labels, &idx,
-///                              &Tensor::from(1.0f32));
-/// // Row 0: logit 1, target 1; row 1: logit 0, target 0.
-/// let expected = ((1.0 + (-1.0f64).exp()).ln() + 2f64.ln()) / 2.0;
-/// assert!((loss.double_value(&[]) - expected).abs() < 1e-6);
-/// ```
-pub fn prompt_label_loss(
-    rows: &[(&Tensor, &Vec<bool>)],
-    classes: &Tensor,
-    labels: &Tensor,
-    class_index: &Tensor,
-    scale: &Tensor,
-) -> Tensor {
-    let _fp32 = FullPrecision::new();
-    let device = labels.device();
-    let codes = labels.index_select(1, class_index);
-    let labelled = labels.eq(1).logical_or(&labels.eq(0)).any_dim(1, true);
-    let target = codes.eq(1).to_kind(Kind::Float);
-    let known = codes
-        .eq(1)
-        .logical_or(&codes.eq(0))
-        .logical_or(&codes.eq(-2).logical_and(&labelled));
-    let c = normalize(classes);
-    let scale = scale.to_kind(Kind::Float);
-    let mut total = Tensor::zeros([], (Kind::Float, device));
-    let mut count = Tensor::zeros([], (Kind::Int64, device));
-    for (emb, flags) in rows {
-        let rows = rows_where(flags, device);
-        if rows.size()[0] == 0 {
-            continue;
-        }
-        let logits = normalize(&emb.index_select(0, &rows)).matmul(&c.tr()) * &scale;
-        let t = target.index_select(0, &rows);
-        let w = known.index_select(0, &rows);
-        total += logits.binary_cross_entropy_with_logits::<&Tensor>(
-            &t,
-            Some(&w.to_kind(Kind::Float)),
-            None,
-            tch::Reduction::Sum,
-        );
-        count += w.sum(Kind::Int64);
-    }
-    total / count.clamp_min(1).to_kind(Kind::Float)
 }

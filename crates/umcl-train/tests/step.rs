@@ -5,15 +5,13 @@
 use std::collections::BTreeMap;
 
 use tch::{Device, Kind, Tensor};
-use umcl_losses::{itl_loss, ItlLossConfig};
+use umcl_losses::{itl_loss, prompt_label_loss, ItlLossConfig};
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
 use umcl_models::prompt::{PromptConfig, SpecialTokens};
 use umcl_train::config::image_config;
-use umcl_train::embed::TensorBatch;
-use umcl_train::step::{
-    forward_backward, part_seed, prompt_label_loss, Contrastive, StepConfig, CLASSES,
-};
+use umcl_train::embed::{rows_where, TensorBatch};
+use umcl_train::step::{forward_backward, part_seed, Contrastive, StepConfig, CLASSES};
 
 const N: i64 = 16;
 
@@ -234,12 +232,16 @@ fn reference_grads(
     .unwrap()
     .loss;
     let prompt = prompt_label_loss(
-        &[(&img, &b.has_image), (&txt, &b.has_text)],
+        &[
+            (&img, &rows_where(&b.has_image, Device::Cpu)),
+            (&txt, &rows_where(&b.has_text, Device::Cpu)),
+        ],
         &classes,
         &b.labels,
         &Tensor::from_slice(&[0i64, 1]),
-        &m.logit_scale(),
-    );
+        &m.log_logit_scale(),
+    )
+    .unwrap();
     (itl + prompt * 0.5).backward();
     take_grads(m)
 }
@@ -345,7 +347,7 @@ fn prompt_label_term_under_bf16_autocast_matches_fp32() {
             leaf(&emb),
             leaf(&txt),
             leaf(&classes),
-            leaf(&Tensor::from(14.0f32)),
+            leaf(&Tensor::from(14.0f32).log()),
         );
         let loss = {
             let _ac = cast.then(|| {
@@ -356,12 +358,16 @@ fn prompt_label_term_under_bf16_autocast_matches_fp32() {
                 assert_eq!(probe.kind(), Kind::BFloat16, "autocast is on");
             }
             prompt_label_loss(
-                &[(&e, &b.has_image), (&t, &b.has_text)],
+                &[
+                    (&e, &rows_where(&b.has_image, Device::Cpu)),
+                    (&t, &rows_where(&b.has_text, Device::Cpu)),
+                ],
                 &c,
                 &b.labels,
                 &idx,
                 &s,
             )
+            .unwrap()
         };
         loss.backward();
         (loss.detach(), [e.grad(), t.grad(), c.grad(), s.grad()])
