@@ -1,25 +1,24 @@
 //! Compiles the C++ bridge in `csrc/` against the same libtorch headers and ABI flags that
-//! torch-sys uses, after the shared rpath logic of `crates/torch-build.rs`.
+//! torch-sys uses, after `umcl_build::link_libtorch` (libtorch found as tch finds it, and a
+//! run path for this crate's tests).
 
-use std::env;
 use std::fs;
 use std::path::PathBuf;
 
-#[path = "../torch-build.rs"]
-mod torch_build;
-
 fn main() {
-    torch_build::main();
-    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    println!("cargo:rerun-if-changed=csrc");
-    let Some(libtorch) = env::var_os("LIBTORCH").map(PathBuf::from) else {
-        panic!("LIBTORCH is not set; run `cargo xtask setup` (the workspace's .cargo/config.toml sets it)");
+    // The bridge needs the headers: without libtorch the build stops here with what to set.
+    let libtorch = match umcl_build::link_libtorch() {
+        Some(found) => found,
+        None => match umcl_build::find_libtorch() {
+            Ok(found) => found,
+            Err(message) => panic!("umcl-torch-ext: {message}"),
+        },
     };
-    let include = libtorch.join("include");
-    // torch 2.11 wheels from PyPI are built with the C++11 ABI; torch-sys defaults to the same.
-    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    println!("cargo:rerun-if-changed=csrc");
+    let abi = if libtorch.cxx11_abi { "1" } else { "0" };
+    let [api_include, include] = libtorch.include_dirs();
     let mut sources: Vec<PathBuf> = fs::read_dir("csrc")
-        .expect("csrc/ exists")
+        .expect("csrc/ is part of the crate")
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "cpp"))
         .collect();
@@ -32,9 +31,9 @@ fn main() {
         .pic(true)
         .std("c++17")
         .include(&include)
-        .include(include.join("torch/csrc/api/include"))
+        .include(&api_include)
         .include("csrc")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .define("_GLIBCXX_USE_CXX11_ABI", abi)
         .define("GLOG_USE_GLOG_EXPORT", None)
         .flag_if_supported("-Wno-unused-parameter")
         .files(&sources)

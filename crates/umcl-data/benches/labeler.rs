@@ -165,7 +165,7 @@ fn side_by_side(labeler: &Labeler) {
     let out = std::process::Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/labeler.py"))
         .arg("--rules")
-        .arg(root.join("data/labeler/chest-xray.toml"))
+        .arg(root.join("crates/umcl-data/data/labeler/chest-xray.toml"))
         .arg("--reports")
         .arg(&csv_path)
         .arg("--labels-out")

@@ -17,6 +17,7 @@
 //! ```
 
 use crate::images::{GrayImage, ImageError, Preprocess};
+use crate::rng::Rng;
 
 /// Ranges of the random training transforms. Each is drawn uniformly from its range.
 #[derive(Debug, Clone, PartialEq)]
@@ -514,53 +515,6 @@ fn contrast_normalise_body(
             *o0 = z * affine[0].0 + affine[0].1;
         }
     }
-}
-
-/// A small, fast generator (SplitMix64) for per-sample random choices. Not for cryptography.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(mix(seed))
-    }
-
-    /// The generator of one sample in one epoch: independent of any other sample's.
-    pub(crate) fn for_sample(seed: u64, epoch: u64, index: u64) -> Self {
-        Self::new(
-            mix(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-                ^ mix(epoch.wrapping_add(0x9E37_79B9))
-                ^ mix(index.wrapping_mul(0xD6E8_FEB8_6659_FD93).wrapping_add(1)),
-        )
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
-    }
-
-    /// Uniform in `[lo, hi)` (or `lo` when the range is empty).
-    pub(crate) fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// Uniform integer in `[0, n)`; `n` must be at least 1.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() >> 32) * n) >> 32
-    }
-}
-
-/// The SplitMix64 finaliser: a bijective hash of 64-bit values.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

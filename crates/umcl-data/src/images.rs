@@ -27,7 +27,6 @@
 //! # Ok::<(), umcl_data::images::ImageError>(())
 //! ```
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
@@ -142,7 +141,7 @@ impl GrayImage {
             path: path.to_path_buf(),
             message,
         })?;
-        write_atomic(path, &bytes).map_err(|err| ImageError::Write {
+        crate::atomic::write_atomic(path, &bytes).map_err(|err| ImageError::Write {
             path: path.to_path_buf(),
             message: err.to_string(),
         })
@@ -166,30 +165,6 @@ impl GrayImage {
         .map_err(|e| e.to_string())?;
         Ok(buf)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader never sees a half-written file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.flush()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Reads and decodes an image file; errors name the file.
@@ -1400,7 +1375,7 @@ mod resample_tests {
 
     /// A seeded pseudo-random byte image.
     fn noise(w: usize, h: usize, seed: u64) -> Vec<u8> {
-        let mut rng = crate::augment::Rng::new(seed);
+        let mut rng = crate::rng::Rng::new(seed);
         (0..w * h).map(|_| rng.next_u64() as u8).collect()
     }
 

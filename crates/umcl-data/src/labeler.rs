@@ -45,7 +45,7 @@ use serde::Deserialize;
 use crate::schema::{LabelState, CHEST_XRAY_KEYS};
 
 /// The built-in chest X-ray rules, as shipped in `data/labeler/chest-xray.toml`.
-pub const BUILTIN_RULES: &str = include_str!("../../../data/labeler/chest-xray.toml");
+pub const BUILTIN_RULES: &str = include_str!("../data/labeler/chest-xray.toml");
 
 /// Number of labels a [`Labels`] holds (the keys of [`CHEST_XRAY_KEYS`]).
 pub const NUM_LABELS: usize = CHEST_XRAY_KEYS.len();
@@ -640,7 +640,7 @@ impl Labeler {
                         if uncertain && st == LabelState::Positive {
                             st = LabelState::Uncertain;
                         }
-                        merge(&mut states[f as usize], st);
+                        states[f as usize] = states[f as usize].merge(st);
                         if let Some(out) = sink.as_deref_mut() {
                             out.push(self.mention(text, f, st, e, e));
                         }
@@ -663,7 +663,8 @@ impl Labeler {
                             },
                             Polarity::Positive => self.cue_state(events, j.min(i), j.max(i)),
                         };
-                        merge(&mut states[group.finding as usize], st);
+                        let g = group.finding as usize;
+                        states[g] = states[g].merge(st);
                         if let Some(out) = sink.as_deref_mut() {
                             let (a, b) = if j < i {
                                 (&events[j], e)
@@ -717,22 +718,6 @@ impl Labeler {
             }
         }
         best.map_or(LabelState::Positive, |(_, st)| st)
-    }
-}
-
-/// CheXpert's combination of several mentions of one label: positive over uncertain over
-/// negative over unmentioned.
-fn merge(acc: &mut LabelState, new: LabelState) {
-    fn rank(s: LabelState) -> u8 {
-        match s {
-            LabelState::Positive => 3,
-            LabelState::Uncertain => 2,
-            LabelState::Negative => 1,
-            LabelState::Unmentioned => 0,
-        }
-    }
-    if rank(new) > rank(*acc) {
-        *acc = new;
     }
 }
 

@@ -6,6 +6,7 @@
 //! tokenization live here too as they land (see `docs/architecture.md`). Other projects can
 //! depend on it without libtorch.
 
+pub mod atomic;
 pub mod augment;
 pub mod error;
 pub mod images;
@@ -13,6 +14,7 @@ pub mod labeler;
 pub mod loader;
 pub mod manifest;
 pub mod phantom;
+pub mod rng;
 pub mod sample;
 pub mod schema;
 pub mod sources;

@@ -36,8 +36,9 @@ use crossbeam_channel::{bounded, Receiver};
 use ndarray::{Array2, Array4, Axis};
 use rayon::prelude::*;
 
-use crate::augment::{Augment, Rng};
+use crate::augment::Augment;
 use crate::images::{ImageError, Preprocess};
+use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::schema::LabelState;
 use crate::synth::Synthesizer;

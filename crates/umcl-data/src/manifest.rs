@@ -13,12 +13,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::atomic::AtomicFile;
 use crate::error::{DataError, Result};
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
@@ -72,65 +73,6 @@ impl Header {
     }
 }
 
-/// A file written under a temporary name in the target's directory and renamed over the target
-/// by [`commit`](Self::commit); dropped uncommitted, the temporary file is removed.
-pub(crate) struct AtomicFile {
-    target: PathBuf,
-    temp: PathBuf,
-    writer: Option<BufWriter<File>>,
-}
-
-impl AtomicFile {
-    pub(crate) fn create(target: &Path) -> Result<AtomicFile> {
-        let name = target
-            .file_name()
-            .ok_or_else(|| DataError::file(target, "not a file path"))?;
-        let dir = match target.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".tmp-{}", std::process::id()));
-        let temp = dir.join(temp_name);
-        let file = File::create(&temp).map_err(|err| DataError::io(&temp, err))?;
-        Ok(AtomicFile {
-            target: target.to_path_buf(),
-            temp,
-            writer: Some(BufWriter::new(file)),
-        })
-    }
-
-    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        let writer = self.writer.as_mut().ok_or_else(|| {
-            DataError::Invalid(format!("{}: already committed", self.target.display()))
-        })?;
-        writer
-            .write_all(bytes)
-            .map_err(|err| DataError::io(&self.temp, err))
-    }
-
-    pub(crate) fn commit(mut self) -> Result<()> {
-        if let Some(writer) = self.writer.take() {
-            let file = writer
-                .into_inner()
-                .map_err(|err| DataError::io(&self.temp, err.into_error()))?;
-            file.sync_all()
-                .map_err(|err| DataError::io(&self.temp, err))?;
-        }
-        std::fs::rename(&self.temp, &self.target).map_err(|err| DataError::io(&self.target, err))
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            self.writer = None;
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
-}
-
 /// A file next to a manifest: `dir/STEM{suffix}` for `dir/STEM.jsonl` (splits, skip lists).
 pub fn sibling_path(manifest: &Path, suffix: &str) -> PathBuf {
     let stem = manifest
@@ -138,13 +80,6 @@ pub fn sibling_path(manifest: &Path, suffix: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "manifest".into());
     manifest.with_file_name(format!("{stem}{suffix}"))
-}
-
-/// Writes `bytes` to `path` atomically (a temporary file in the same directory, then a rename).
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    file.write_all(bytes)?;
-    file.commit()
 }
 
 /// The labels of a sample as a JSON map of mentioned keys to CheXpert codes, in schema order.
@@ -224,7 +159,8 @@ impl ManifestWriter {
         let mut line = serde_json::to_vec(&header)
             .map_err(|err| DataError::Invalid(format!("cannot encode the header: {err}")))?;
         line.push(b'\n');
-        file.write_all(&line)?;
+        file.write_all(&line)
+            .map_err(|err| DataError::io(path, err))?;
         Ok(ManifestWriter {
             file,
             keys: header.keys,
@@ -237,7 +173,7 @@ impl ManifestWriter {
     /// Appends one sample. Its image path is written relative to the manifest's directory when
     /// the image lies under it, else absolute.
     pub fn write(&mut self, sample: &Sample) -> Result<()> {
-        let target = self.file.target.clone();
+        let target = self.file.target().to_path_buf();
         let next_line = self.line + 1;
         let bad = |message: String| DataError::at(&target, next_line, message);
         if sample.labels.len() != self.keys.len() {
@@ -289,7 +225,9 @@ impl ManifestWriter {
         let mut line = serde_json::to_vec(&record)
             .map_err(|err| bad(format!("cannot encode sample `{}`: {err}", sample.id)))?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
+        self.file
+            .write_all(&line)
+            .map_err(|err| DataError::io(self.file.target(), err))?;
         self.line = next_line;
         Ok(())
     }

@@ -37,10 +37,11 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use crate::augment::{mix, Rng};
+use crate::atomic::write_atomic;
 use crate::error::DataError;
-use crate::images::{write_atomic, GrayImage};
+use crate::images::GrayImage;
 use crate::manifest::write_manifest;
+use crate::rng::{mix, Rng};
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
 use crate::synth::Synthesizer;
@@ -1082,7 +1083,7 @@ pub fn write_dataset(dir: &Path, opts: &PhantomOptions) -> Result<PhantomSummary
         None
     };
     let readme = dir.join("README.txt");
-    write_atomic(&readme, README.as_bytes()).map_err(|e| DataError::io(&readme, e))?;
+    write_atomic(&readme, README.as_bytes())?;
     Ok(PhantomSummary {
         manifest,
         per_source,

@@ -50,6 +50,30 @@ impl LabelState {
         }
     }
 
+    /// CheXpert's precedence for two statements about one finding (several mentions in a
+    /// report, or several source columns mapped to one key): positive over uncertain over
+    /// negative over unmentioned.
+    ///
+    /// ```
+    /// use umcl_data::schema::LabelState::*;
+    /// assert_eq!(Negative.merge(Uncertain), Uncertain);
+    /// assert_eq!(Positive.merge(Uncertain), Positive);
+    /// assert_eq!(Unmentioned.merge(Negative), Negative);
+    /// ```
+    pub fn merge(self, other: LabelState) -> LabelState {
+        let rank = |s: LabelState| match s {
+            Self::Positive => 3,
+            Self::Uncertain => 2,
+            Self::Negative => 1,
+            Self::Unmentioned => 0,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+
     /// A compact integer code for arrays: positive 1, negative 0, uncertain -1,
     /// unmentioned -2.
     pub fn code(self) -> i8 {
@@ -138,7 +162,7 @@ pub const CHEST_XRAY_KEYS: [&str; 17] = [
 ];
 
 /// The text of the built-in chest X-ray schema (`data/schemas/chest-xray.toml`).
-pub const CHEST_XRAY_TOML: &str = include_str!("../../../data/schemas/chest-xray.toml");
+pub const CHEST_XRAY_TOML: &str = include_str!("../data/schemas/chest-xray.toml");
 
 /// One label of a schema.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,11 +27,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::RngCore;
 use serde::Deserialize;
 
 use crate::error::{DataError, Result};
+use crate::rng::{rng_from_seed, sample_seed};
 use crate::schema::{LabelState, Schema};
 
 /// The seed validation text is synthesized with, so that validation sees the same text every
@@ -39,9 +39,9 @@ use crate::schema::{LabelState, Schema};
 pub const VALIDATION_SEED: u64 = 0;
 
 /// The built-in sentence pools (`data/text/sentences.toml`).
-pub const SENTENCES_TOML: &str = include_str!("../../../data/text/sentences.toml");
+pub const SENTENCES_TOML: &str = include_str!("../data/text/sentences.toml");
 /// The built-in zero-shot prompt templates (`data/text/prompts.toml`).
-pub const PROMPTS_TOML: &str = include_str!("../../../data/text/prompts.toml");
+pub const PROMPTS_TOML: &str = include_str!("../data/text/prompts.toml");
 
 /// The pools of one label: sentences per state and word lists for placeholders.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -188,39 +188,6 @@ fn shuffle<T>(rng: &mut dyn RngCore, items: &mut [T]) {
     for i in (1..items.len()).rev() {
         items.swap(i, below(rng, i + 1));
     }
-}
-
-/// A stable 64-bit hash of a string (FNV-1a).
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// SplitMix64: one step of a fixed, well-mixed sequence.
-pub(crate) fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A ChaCha8 stream for `seed`, its key spelled out from SplitMix64 so the stream is fixed by
-/// this code alone.
-pub fn rng_from_seed(seed: u64) -> ChaCha8Rng {
-    let mut state = seed;
-    let mut key = [0u8; 32];
-    for chunk in key.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&splitmix64(&mut state).to_le_bytes());
-    }
-    ChaCha8Rng::from_seed(key)
-}
-
-/// The seed of one sample's stream: the base seed mixed with a hash of the sample id.
-pub fn sample_seed(seed: u64, sample_id: &str) -> u64 {
-    let mut state = seed ^ fnv1a(sample_id);
-    splitmix64(&mut state)
 }
 
 impl Synthesizer {

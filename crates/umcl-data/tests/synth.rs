@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use expect_test::expect;
+use umcl_data::rng::rng_from_seed;
 use umcl_data::schema::{LabelState, Schema};
-use umcl_data::synth::{rng_from_seed, PromptTemplates, SentencePools, SynthOptions, Synthesizer};
+use umcl_data::synth::{PromptTemplates, SentencePools, SynthOptions, Synthesizer};
 
 fn labels(schema: &Schema, states: &[(&str, LabelState)]) -> Vec<LabelState> {
     let mut labels = vec![LabelState::Unmentioned; schema.len()];

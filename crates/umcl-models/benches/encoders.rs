@@ -1,5 +1,5 @@
 //! Forward and forward+backward time of each encoder on the CPU (2 intra-op threads), random
-//! weights, fp32, at the sizes of the training presets in `data/configs/`:
+//! weights, fp32, at the sizes of the training presets in `crates/umcl-train/data/configs/`:
 //!
 //! - `phantom-cpu`: ResNet-18 at width 16 on 64 px and BERT with 2 layers of 128 on 48 tokens,
 //!   batch 64;

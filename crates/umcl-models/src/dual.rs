@@ -287,8 +287,17 @@ impl DualEncoder {
 
     /// Stops gradients into the text encoder (prompts and projections still learn).
     pub fn freeze_text(&self) {
+        self.freeze("text.");
+    }
+
+    /// Stops gradients into the image encoder (the image projection still learns).
+    pub fn freeze_image(&self) {
+        self.freeze("image.");
+    }
+
+    fn freeze(&self, prefix: &str) {
         for (name, var) in self.vs.variables() {
-            if name.starts_with("text.") {
+            if name.starts_with(prefix) {
                 let _ = var.set_requires_grad(false);
             }
         }

@@ -54,19 +54,16 @@ pub enum ConfigError {
 pub const PRESETS: [(&str, &str); 4] = [
     (
         "phantom-cpu",
-        include_str!("../../../data/configs/phantom-cpu.toml"),
+        include_str!("../data/configs/phantom-cpu.toml"),
     ),
-    (
-        "covid-cxr",
-        include_str!("../../../data/configs/covid-cxr.toml"),
-    ),
+    ("covid-cxr", include_str!("../data/configs/covid-cxr.toml")),
     (
         "mimic-chexpert-resnet50",
-        include_str!("../../../data/configs/mimic-chexpert-resnet50.toml"),
+        include_str!("../data/configs/mimic-chexpert-resnet50.toml"),
     ),
     (
         "mimic-chexpert-vit-b16",
-        include_str!("../../../data/configs/mimic-chexpert-vit-b16.toml"),
+        include_str!("../data/configs/mimic-chexpert-vit-b16.toml"),
     ),
 ];
 

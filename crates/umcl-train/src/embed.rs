@@ -10,6 +10,7 @@ use umcl_data::schema::Schema;
 use umcl_data::synth::PromptTemplates;
 use umcl_data::tokenize::{Padding, Tokenizer};
 use umcl_models::dual::DualEncoder;
+use umcl_models::text::l2_normalize;
 
 use crate::error::TrainError;
 
@@ -81,12 +82,6 @@ pub fn rows_where(flags: &[bool], device: Device) -> Tensor {
     Tensor::from_slice(&idx).to_device(device)
 }
 
-/// L2-normalised rows.
-pub fn normalize(x: &Tensor) -> Tensor {
-    let x = x.to_kind(Kind::Float);
-    &x / x.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12)
-}
-
 /// Embeddings of a sample set, in sample order, on the CPU, L2-normalised.
 pub struct Embedded {
     /// The samples' ids.
@@ -133,8 +128,12 @@ pub fn embed_samples(
     let (mut images, mut texts, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     for batch in loader.epoch(0) {
         let b = TensorBatch::from_batch(&batch?, device)?;
-        let img = normalize(&model.encode_image(&b.images, false)?);
-        let txt = normalize(&model.encode_text(&b.input_ids, &b.attention_mask, false)?);
+        let img = l2_normalize(&model.encode_image(&b.images, false)?.to_kind(Kind::Float));
+        let txt = l2_normalize(
+            &model
+                .encode_text(&b.input_ids, &b.attention_mask, false)?
+                .to_kind(Kind::Float),
+        );
         let keep = |t: Tensor, flags: &[bool]| {
             let m = Tensor::from_slice(&flags.iter().map(|&f| f as u8 as f32).collect::<Vec<_>>())
                 .to_device(device)
@@ -174,12 +173,12 @@ pub fn prompt_ensemble(
                 .reshape([rows.len() as i64, enc.seq_len as i64])
                 .to_device(device)
         };
-        let emb = normalize(&model.encode_text(
-            &flat(&enc.input_ids),
-            &flat(&enc.attention_mask),
-            false,
-        )?);
-        rows.push(normalize(&emb.mean_dim(0, true, Kind::Float)).to_device(Device::Cpu));
+        let emb = l2_normalize(
+            &model
+                .encode_text(&flat(&enc.input_ids), &flat(&enc.attention_mask), false)?
+                .to_kind(Kind::Float),
+        );
+        rows.push(l2_normalize(&emb.mean_dim(0, true, Kind::Float)).to_device(Device::Cpu));
     }
     Ok(Tensor::cat(&rows, 0))
 }
@@ -195,5 +194,5 @@ pub fn class_prompts(schema: &Schema, keys: &[String]) -> Result<Vec<Vec<String>
 /// Learned-prompt class embeddings `[C, D]` (L2-normalised, CPU).
 pub fn learned_classes(model: &DualEncoder) -> Result<Tensor, TrainError> {
     let _guard = tch::no_grad_guard();
-    Ok(normalize(&model.encode_classes(false)?).to_device(Device::Cpu))
+    Ok(l2_normalize(&model.encode_classes(false)?.to_kind(Kind::Float)).to_device(Device::Cpu))
 }

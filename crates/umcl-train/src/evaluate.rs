@@ -506,8 +506,13 @@ pub fn classify_images(
         prompt_ensemble(&trained.model, &trained.tokenizer, &prompts, device)?
     };
     let _guard = tch::no_grad_guard();
-    let emb = crate::embed::normalize(&trained.model.encode_image(&images, false)?)
-        .to_device(Device::Cpu);
+    let emb = umcl_models::text::l2_normalize(
+        &trained
+            .model
+            .encode_image(&images, false)?
+            .to_kind(Kind::Float),
+    )
+    .to_device(Device::Cpu);
     let scale = trained.model.logit_scale().to_device(Device::Cpu);
     let probs = (emb.matmul(&class_emb.tr()) * scale).softmax(1, Kind::Double);
     let probs = to_array(&probs)?;

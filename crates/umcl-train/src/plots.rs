@@ -4,12 +4,12 @@
 //!
 //! Files are written atomically: to a temporary file in the same directory, then renamed.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use umcl_data::atomic::write_atomic;
 
 /// One curve of [`plot_roc`]: its name, its `(false positive rate, true positive rate)` points
 /// and its AUC.
@@ -19,7 +19,7 @@ pub type RocCurve<'a> = (&'a str, Vec<(f64, f64)>, f64);
 pub const DEFAULT_SIZE: (u32, u32) = (960, 600);
 
 /// The font every plot's text uses (`data/fonts/README.md` says where it comes from).
-static FONT: &[u8] = include_bytes!("../../../data/fonts/DejaVuSans-subset.ttf");
+static FONT: &[u8] = include_bytes!("../data/fonts/DejaVuSans-subset.ttf");
 
 /// Line colours, one per series in order (then repeated): the "tab10" palette.
 const COLORS: [RGBColor; 10] = [
@@ -113,27 +113,18 @@ where
     Ok(png.into_inner())
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
-    let io = |source| PlotError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    // The temporary file is created 0600; a plot is an ordinary readable file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+impl From<umcl_data::error::DataError> for PlotError {
+    fn from(err: umcl_data::error::DataError) -> Self {
+        use umcl_data::error::DataError;
+        let (path, source) = match err {
+            DataError::Io { path, err } => (path, err),
+            DataError::File { path, message } | DataError::At { path, message, .. } => {
+                (path, std::io::Error::other(message))
+            }
+            DataError::Invalid(message) => (PathBuf::new(), std::io::Error::other(message)),
+        };
+        PlotError::Io { path, source }
     }
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
 }
 
 /// A tick label readable at any scale: plain decimals with as many places as the axis span
@@ -256,7 +247,7 @@ pub fn plot_curves_sized(
             .map_err(draw_err)?;
         Ok(())
     })?;
-    write_atomic(path, &png)
+    Ok(write_atomic(path, &png)?)
 }
 
 /// [`plot_roc_sized`] at [`DEFAULT_SIZE`].
@@ -327,7 +318,7 @@ pub fn plot_roc_sized(
             .map_err(draw_err)?;
         Ok(())
     })?;
-    write_atomic(path, &png)
+    Ok(write_atomic(path, &png)?)
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use umcl_data::atomic::write_atomic;
+
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::trainer::{write_atomic, RunSummary};
+use crate::trainer::RunSummary;
 
 /// Curves read back from `metrics.jsonl`.
 #[derive(Debug, Default, Clone)]
@@ -120,5 +122,5 @@ pub fn write_run_report(
     md.push_str(
         "\nPlots: `loss.png`, `lr.png`, `val_auc.png`. Metrics per step: `metrics.jsonl`.\n",
     );
-    write_atomic(&run_dir.join("summary.md"), md.as_bytes())
+    Ok(write_atomic(&run_dir.join("summary.md"), md.as_bytes())?)
 }

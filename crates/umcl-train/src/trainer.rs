@@ -28,9 +28,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
+use umcl_data::atomic::write_atomic;
 use umcl_data::augment::Augment;
 use umcl_data::loader::{Loader, LoaderConfig};
-use umcl_data::manifest::{sibling_path, Manifest};
+use umcl_data::manifest::Manifest;
 use umcl_data::sample::Sample;
 use umcl_data::schema::Schema;
 use umcl_data::split::{Part, Split, SplitSpec};
@@ -567,7 +568,7 @@ impl Setup {
         let report_only = samples.iter().filter(|s| s.image.is_none()).count();
 
         // Patient-level split: the manifest's split file when present, else a new one.
-        let split_path = sibling_path(&cfg.data.manifest, ".splits.json");
+        let split_path = umcl_data::split::split_path(&cfg.data.manifest);
         let split = if split_path.exists() {
             Split::read(&split_path)?
         } else {
@@ -686,12 +687,11 @@ impl Setup {
                 true,
             )?;
         }
-        for (name, var) in model.vs.variables() {
-            let frozen = (cfg.model.freeze_text && name.starts_with("text."))
-                || (cfg.model.freeze_image && name.starts_with("image."));
-            if frozen {
-                let _ = var.set_requires_grad(false);
-            }
+        if cfg.model.freeze_text {
+            model.freeze_text();
+        }
+        if cfg.model.freeze_image {
+            model.freeze_image();
         }
         let loss_cfg = ItlLossConfig {
             target: match cfg.loss.target.as_str() {
@@ -856,9 +856,4 @@ impl MetricsLog {
         tracing::debug!(target: "umcl::metrics", "{line}");
         Ok(())
     }
-}
-
-/// Writes through a temporary file in the same directory, then renames.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    Ok(umcl_data::manifest::write_file_atomic(path, bytes)?)
 }

@@ -13,14 +13,14 @@
 //! sides see the same padding and the same positives; pixels and token ids are random.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
+use umcl_data::atomic::write_atomic;
 use umcl_losses::{itl_loss, ItlLossConfig};
 use umcl_models::backend::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_models::bert::BertConfig;
@@ -525,16 +525,6 @@ fn cuda_mem_used_mb() -> Option<f64> {
         }
         Some((total - free) as f64 / (1024.0 * 1024.0))
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("{}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! `umcl label`: free-text reports in a CSV to CheXpert-style label columns, with the
 //! rule-based labeler of `umcl_data::labeler`.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use umcl_data::atomic::AtomicFile;
 use umcl_data::labeler::Labeler;
 use umcl_data::schema::CHEST_XRAY_KEYS;
 
@@ -118,8 +117,7 @@ fn label_file(labeler: &Labeler, args: &LabelArgs) -> Result<Summary> {
         .map(|c| column(c))
         .collect::<Result<_>>()?;
 
-    let out = AtomicFile::create(&args.output)?;
-    let mut writer = csv::Writer::from_writer(BufWriter::new(out.file()?));
+    let mut writer = csv::Writer::from_writer(AtomicFile::create(&args.output)?);
     let mut head = vec![args.id_column.as_str()];
     head.extend(CHEST_XRAY_KEYS);
     writer
@@ -194,13 +192,10 @@ fn label_file(labeler: &Labeler, args: &LabelArgs) -> Result<Summary> {
             .with_context(|| format!("cannot write {}", args.output.display()))?;
         summary.written += 1;
     }
-    let buffered = writer
+    let out = writer
         .into_inner()
         .map_err(|e| anyhow::anyhow!("cannot write {}: {}", args.output.display(), e.error()))?;
-    let file = buffered
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", args.output.display(), e.error()))?;
-    out.commit(file)?;
+    out.commit()?;
     Ok(summary)
 }
 
@@ -209,57 +204,5 @@ fn skip_hint(skip_bad: bool) -> &'static str {
         ""
     } else {
         " (use --skip-bad to skip and count such rows)"
-    }
-}
-
-/// An output written to a temporary file beside its destination and renamed into place
-/// on [`commit`](Self::commit); dropped uncommitted, the temporary file is removed.
-struct AtomicFile {
-    tmp: PathBuf,
-    dest: PathBuf,
-    committed: bool,
-}
-
-impl AtomicFile {
-    fn create(dest: &Path) -> Result<Self> {
-        let file_name = dest
-            .file_name()
-            .with_context(|| format!("output path {} names no file", dest.display()))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
-        Ok(Self {
-            tmp: dest.with_file_name(tmp_name),
-            dest: dest.to_path_buf(),
-            committed: false,
-        })
-    }
-
-    fn file(&self) -> Result<File> {
-        File::create(&self.tmp).with_context(|| format!("cannot create {}", self.tmp.display()))
-    }
-
-    fn commit(mut self, mut file: File) -> Result<()> {
-        file.flush()
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", self.tmp.display()))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).with_context(|| {
-            format!(
-                "cannot move {} to {}",
-                self.tmp.display(),
-                self.dest.display()
-            )
-        })?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }

@@ -1,7 +1,6 @@
 //! `umcl embed` (sentence embeddings from a pretrained text encoder) and `umcl prompts explain`
 //! (the vocabulary words nearest to each learned prompt vector).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -158,20 +157,7 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    umcl_data::atomic::write_atomic(path, &bytes)?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use umcl_data::atomic::write_atomic;
 use umcl_models::backend::{self, BackendConfig, DeviceRequest};
 use umcl_train::config::TrainConfig;
 use umcl_train::distributed::LAUNCH_VARIABLES;
@@ -16,7 +17,7 @@ use umcl_train::trainer::{self, Resume, RunOptions};
     after_help = "Examples:\n  umcl train                                   # the phantom-cpu preset\n  umcl train --config my.toml --set optim.lr=1e-4 --set run.steps=2000\n  umcl train --preset phantom-cpu --resume latest"
 )]
 pub struct TrainArgs {
-    /// A TOML configuration file (see data/configs/ for presets).
+    /// A TOML configuration file (see crates/umcl-train/data/configs/ for presets).
     #[arg(long, conflicts_with = "preset")]
     config: Option<PathBuf>,
     /// A built-in preset: phantom-cpu, covid-cxr, mimic-chexpert-resnet50, mimic-chexpert-vit-b16.
@@ -455,7 +456,7 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
 fn split_part(manifest: &Path, part: &str) -> Result<PathBuf> {
     use umcl_data::manifest::{sibling_path, write_manifest, Manifest};
     use umcl_data::split::Split;
-    let split_path = sibling_path(manifest, ".splits.json");
+    let split_path = umcl_data::split::split_path(manifest);
     if !split_path.exists() {
         bail!(
             "{}: no split file; make one with `umcl data split {}` (training makes one too)",
@@ -500,8 +501,4 @@ fn load_trained(
         classes.to_vec()
     };
     Ok((backend, trained, classes))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(umcl_data::manifest::write_file_atomic(path, bytes)?)
 }

@@ -1,6 +1,6 @@
 """Python regex report labeler with the rules of umcl's labeler, for the `labeler` bench.
 
-Reads the same rule file (data/labeler/chest-xray.toml: mention phrases, ignore and pseudo
+Reads the same rule file (crates/umcl-data/data/labeler/chest-xray.toml: mention phrases, ignore and pseudo
 phrases, negation and uncertainty cues before and after a mention, scope terminators and
 windows, attribute rules, extra abnormalities, no_finding exemptions) and applies the rules
 the way crates/umcl-data/src/labeler.rs documents them, written independently in Python:
@@ -19,7 +19,7 @@ the way crates/umcl-data/src/labeler.rs documents them, written independently in
 Label codes: 1 positive, 0 negative, -1 uncertain, -2 unmentioned.
 
   .venv-ref/bin/python crates/umcl-data/benches/reference/labeler.py \
-      --rules data/labeler/chest-xray.toml \
+      --rules crates/umcl-data/data/labeler/chest-xray.toml \
       --reports ../shared/data/iu-xray-reports/reports-dev.csv \
       --labels-out /tmp/py-labels.tsv --passes 3
 Writes `uid<TAB>17 codes` per report (with --labels-out) and prints one JSON line:

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    check_image, dir_of, merge_state, meta_columns, read_meta, Collector, CsvRow, CsvTable,
-    Prepared, ReadOptions,
+    check_image, dir_of, meta_columns, read_meta, Collector, CsvRow, CsvTable, Prepared,
+    ReadOptions,
 };
 use crate::error::Result;
 use crate::sample::Sample;
@@ -67,7 +67,7 @@ pub(crate) fn read_observations(
     for (col, targets) in columns {
         let state = row.label_state(*col)?;
         for &index in targets {
-            sample.labels[index] = merge_state(sample.labels[index], state);
+            sample.labels[index] = sample.labels[index].merge(state);
         }
     }
     Ok(())

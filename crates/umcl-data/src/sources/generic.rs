@@ -9,9 +9,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::{
-    check_image, dir_of, merge_state, open_maybe_gz, Collector, CsvTable, Prepared, ReadOptions,
-};
+use super::{check_image, dir_of, open_maybe_gz, Collector, CsvTable, Prepared, ReadOptions};
 use crate::error::{DataError, Result};
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
@@ -194,7 +192,7 @@ impl Plan<'_> {
                 .parse()
                 .map_err(|err| record.error(format!("column `{col}`: {err}")))?;
             for &index in targets {
-                sample.labels[index] = merge_state(sample.labels[index], state);
+                sample.labels[index] = sample.labels[index].merge(state);
             }
         }
         if let Some(col) = &options.label_list {

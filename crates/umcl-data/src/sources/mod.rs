@@ -494,21 +494,3 @@ pub(crate) fn read_meta(
     }
     Ok(())
 }
-
-/// Merges a state into a label that more than one source name maps to: positive wins over
-/// uncertain, uncertain over negative, negative over unmentioned.
-pub(crate) fn merge_state(current: LabelState, new: LabelState) -> LabelState {
-    fn rank(s: LabelState) -> u8 {
-        match s {
-            LabelState::Positive => 3,
-            LabelState::Uncertain => 2,
-            LabelState::Negative => 1,
-            LabelState::Unmentioned => 0,
-        }
-    }
-    if rank(new) > rank(current) {
-        new
-    } else {
-        current
-    }
-}
