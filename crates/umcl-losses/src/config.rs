@@ -2,8 +2,14 @@
 
 use crate::LossError;
 
-/// The target distribution of each row of the logits.
+/// The target distribution of each row of the logits. Named `identity`, `multi-positive` and
+/// `soft` in configs (with the `serde` feature) and by [`Display`](std::fmt::Display).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Target {
     /// CLIP's identity target: only the sample's own pair is positive. With false-negative
     /// masking this is "CLIP without the label-duplicate negatives".
@@ -18,7 +24,13 @@ pub enum Target {
 
 /// How the similarity of two label vectors is measured (soft targets and the masking
 /// threshold). Both are in `[0, 1]` and equal 1 exactly when the positive sets are equal.
+/// Named `cosine` and `jaccard` in configs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum LabelSimilarity {
     /// `|A ∩ B| / sqrt(|A| |B|)` of the positive sets, the cosine of the 0/1 vectors.
     Cosine,
@@ -26,17 +38,54 @@ pub enum LabelSimilarity {
     Jaccard,
 }
 
-/// What an uncertain label (code -1) means when two label vectors are compared.
+/// What an uncertain label (code -1) means when two label vectors are compared. Named
+/// `positive`, `negative` and `ignore` in configs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum UncertainPolicy {
     /// U-Ones: an uncertain finding counts as present.
+    #[cfg_attr(feature = "serde", serde(rename = "positive"))]
     AsPositive,
     /// U-Zeros: an uncertain finding counts as absent.
+    #[cfg_attr(feature = "serde", serde(rename = "negative"))]
     AsNegative,
     /// The finding is left out of every comparison that involves this sample: for the pair
     /// `(i, j)` only findings that neither `i` nor `j` marks uncertain are compared. A sample
     /// whose mentioned findings are all uncertain is unlabelled.
     Ignore,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Identity => "identity",
+            Self::MultiPositive => "multi-positive",
+            Self::Soft => "soft",
+        })
+    }
+}
+
+impl std::fmt::Display for LabelSimilarity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cosine => "cosine",
+            Self::Jaccard => "jaccard",
+        })
+    }
+}
+
+impl std::fmt::Display for UncertainPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AsPositive => "positive",
+            Self::AsNegative => "negative",
+            Self::Ignore => "ignore",
+        })
+    }
 }
 
 /// Configuration of [`itl_loss`](crate::itl_loss). [`Default`] gives the values listed on each

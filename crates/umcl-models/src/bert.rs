@@ -115,8 +115,30 @@ impl BertConfig {
         }
     }
 
-    /// A named preset: `bert-base` or `minilm-l6`.
+    /// The shape a name stands for; the one grammar of text-encoder names: `bert-base`,
+    /// `minilm-l6`, or `bert-L<layers>-H<hidden>` (heads of 32 channels, `hidden` a multiple
+    /// of 32, feed-forward 4 x hidden).
+    ///
+    /// ```
+    /// use umcl_models::bert::BertConfig;
+    /// let small = BertConfig::preset("bert-L2-H128").unwrap();
+    /// assert_eq!((small.num_hidden_layers, small.hidden_size), (2, 128));
+    /// assert!(BertConfig::preset("bert-L2-H100").is_none());
+    /// ```
     pub fn preset(name: &str) -> Option<Self> {
+        if let Some(rest) = name.strip_prefix("bert-L") {
+            let (layers, hidden) = rest.split_once("-H")?;
+            let layers: usize = layers.parse().ok().filter(|l| *l >= 1)?;
+            let hidden: i64 = hidden.parse().ok().filter(|h| *h >= 32 && h % 32 == 0)?;
+            return Some(BertConfig {
+                hidden_size: hidden,
+                num_hidden_layers: layers,
+                num_attention_heads: hidden / 32,
+                intermediate_size: 4 * hidden,
+                max_position_embeddings: 512,
+                ..BertConfig::base()
+            });
+        }
         match name {
             "bert-base" => Some(Self::base()),
             "minilm-l6" => Some(Self::minilm_l6()),

@@ -29,8 +29,32 @@ pub enum ImageEncoderConfig {
 }
 
 impl ImageEncoderConfig {
-    /// A named preset: `resnet18`, `resnet50`, `vit-tiny`, `vit-small`, `vit-base`.
+    /// The encoder a name stands for; the one grammar of image-encoder names:
+    ///
+    /// - a preset: `resnet18`, `resnet34`, `resnet50`, `vit-tiny`, `vit-small`, `vit-base`;
+    /// - `resnet18-w<N>`: ResNet-18 with stem width `N >= 4`;
+    /// - `vit<size>-p<patch>-w<width>-d<depth>`: a small ViT with heads of 32 channels
+    ///   (`patch` divides `size`, `width` a multiple of 32), e.g. `vit32-p8-w32-d1` for tests
+    ///   whose result must not depend on how a batch is split.
+    ///
+    /// ```
+    /// use umcl_models::image::ImageEncoderConfig;
+    /// assert_eq!(ImageEncoderConfig::preset("resnet18-w16").unwrap().feature_dim(), 128);
+    /// assert_eq!(ImageEncoderConfig::preset("vit32-p8-w64-d2").unwrap().feature_dim(), 64);
+    /// assert!(ImageEncoderConfig::preset("resnet18-w2").is_none());
+    /// assert!(ImageEncoderConfig::preset("vit30-p8-w32-d1").is_none());
+    /// ```
     pub fn preset(name: &str) -> Option<Self> {
+        if let Some(width) = name.strip_prefix("resnet18-w") {
+            let width: i64 = width.parse().ok().filter(|w| *w >= 4)?;
+            return Some(Self::Resnet(ResNetConfig {
+                width,
+                ..ResNetConfig::resnet18()
+            }));
+        }
+        if let Some(vit) = small_vit(name) {
+            return Some(Self::Vit(vit));
+        }
         ResNetConfig::preset(name)
             .map(Self::Resnet)
             .or_else(|| VitConfig::preset(name).map(Self::Vit))
@@ -43,6 +67,27 @@ impl ImageEncoderConfig {
             Self::Vit(c) => c.embed_dim,
         }
     }
+}
+
+/// `vit<size>-p<patch>-w<width>-d<depth>`.
+fn small_vit(name: &str) -> Option<VitConfig> {
+    let rest = name.strip_prefix("vit")?;
+    let (size, rest) = rest.split_once("-p")?;
+    let (patch, rest) = rest.split_once("-w")?;
+    let (width, depth) = rest.split_once("-d")?;
+    let [size, patch, width, depth] =
+        [size, patch, width, depth].map(|v| v.parse::<i64>().ok().filter(|v| *v >= 1));
+    let (size, patch, width, depth) = (size?, patch?, width?, depth?);
+    if size % patch != 0 || width % 32 != 0 {
+        return None;
+    }
+    let mut vit = VitConfig::tiny();
+    vit.image_size = size;
+    vit.patch_size = patch;
+    vit.embed_dim = width;
+    vit.num_heads = width / 32;
+    vit.depth = depth as usize;
+    Some(vit)
 }
 
 /// A built image encoder.

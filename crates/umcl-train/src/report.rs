@@ -96,7 +96,7 @@ pub fn write_run_report(
         "# Run `{}`\n\nLoss `{}`{}, image encoder `{}`, {} steps of batch {}.\n\n",
         cfg.run.name,
         cfg.loss.kind,
-        if cfg.loss.kind == "itl" {
+        if cfg.loss.kind == crate::config::LossKind::Itl {
             format!(" ({})", cfg.loss.target)
         } else {
             String::new()

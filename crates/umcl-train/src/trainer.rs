@@ -37,14 +37,16 @@ use umcl_data::schema::Schema;
 use umcl_data::split::{Part, Split, SplitSpec};
 use umcl_data::synth::Synthesizer;
 use umcl_data::tokenize::{Padding, Tokenizer};
-use umcl_losses::{ItlLossConfig, LabelSimilarity, Target, UncertainPolicy};
+use umcl_losses::ItlLossConfig;
 use umcl_models::backend::{self, BackendConfig, CpuHeap, DeviceRequest};
+use umcl_models::bert::BertConfig;
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
+use umcl_models::image::ImageEncoderConfig;
 use umcl_models::prompt::PromptConfig;
 use umcl_torch_ext::dist::LaunchEnv;
 
 use crate::checkpoint::{self, Checkpoints, TrainState};
-use crate::config::{image_config, text_config, TrainConfig};
+use crate::config::{LossKind, TrainConfig};
 use crate::distributed::Dist;
 use crate::embed::TensorBatch;
 use crate::error::TrainError;
@@ -620,13 +622,13 @@ impl Setup {
         let loader = Loader::new(train, Some(tokenizer.clone()), loader_cfg)?;
 
         // The model.
-        let image = image_config(&cfg.model.image).ok_or_else(|| {
+        let image = ImageEncoderConfig::preset(&cfg.model.image).ok_or_else(|| {
             TrainError::Eval(format!("unknown image encoder `{}`", cfg.model.image))
         })?;
         let text = match &text_dir {
             Some(dir) => umcl_models::bert::BertConfig::from_file(&dir.join("config.json"))?,
             None => {
-                let mut t = text_config(&cfg.model.text_preset).ok_or_else(|| {
+                let mut t = BertConfig::preset(&cfg.model.text_preset).ok_or_else(|| {
                     TrainError::Eval(format!("unknown text encoder `{}`", cfg.model.text_preset))
                 })?;
                 t.vocab_size = tokenizer.vocab_size() as i64;
@@ -694,20 +696,9 @@ impl Setup {
             model.freeze_image();
         }
         let loss_cfg = ItlLossConfig {
-            target: match cfg.loss.target.as_str() {
-                "soft" => Target::Soft,
-                "identity" => Target::Identity,
-                _ => Target::MultiPositive,
-            },
-            similarity: match cfg.loss.similarity.as_str() {
-                "cosine" => LabelSimilarity::Cosine,
-                _ => LabelSimilarity::Jaccard,
-            },
-            uncertain: match cfg.loss.uncertain.as_str() {
-                "positive" => UncertainPolicy::AsPositive,
-                "negative" => UncertainPolicy::AsNegative,
-                _ => UncertainPolicy::Ignore,
-            },
+            target: cfg.loss.target,
+            similarity: cfg.loss.similarity,
+            uncertain: cfg.loss.uncertain,
             label_temperature: cfg.loss.label_temperature,
             false_negative_threshold: (cfg.loss.false_negative_threshold > 0.0)
                 .then_some(cfg.loss.false_negative_threshold),
@@ -719,10 +710,9 @@ impl Setup {
         };
         loss_cfg.validate()?;
         let step = StepConfig {
-            contrastive: if cfg.loss.kind == "clip" {
-                Contrastive::Clip
-            } else {
-                Contrastive::Itl(loss_cfg)
+            contrastive: match cfg.loss.kind {
+                LossKind::Clip => Contrastive::Clip,
+                LossKind::Itl => Contrastive::Itl(loss_cfg),
             },
             prompt_weight: cfg.loss.prompt_weight,
             class_index: class_index.clone(),

@@ -8,8 +8,8 @@ use tch::{Device, Kind, Tensor};
 use umcl_losses::{itl_loss, prompt_label_loss, ItlLossConfig};
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
+use umcl_models::image::ImageEncoderConfig;
 use umcl_models::prompt::{PromptConfig, SpecialTokens};
-use umcl_train::config::image_config;
 use umcl_train::embed::{rows_where, TensorBatch};
 use umcl_train::step::{forward_backward, part_seed, Contrastive, StepConfig, CLASSES};
 
@@ -37,7 +37,7 @@ fn model(image: &str, dropout: f64) -> DualEncoder {
         attention_probs_dropout_prob: dropout,
         ..BertConfig::base()
     };
-    let mut c = DualConfig::new(image_config(image).unwrap(), text);
+    let mut c = DualConfig::new(ImageEncoderConfig::preset(image).unwrap(), text);
     c.embed_dim = 16;
     c.prompt = Some(PromptConfig {
         n_ctx: 2,
