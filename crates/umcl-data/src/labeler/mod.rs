@@ -45,7 +45,7 @@ use serde::Deserialize;
 use crate::schema::{LabelState, CHEST_XRAY_KEYS};
 
 /// The built-in chest X-ray rules, as shipped in `data/labeler/chest-xray.toml`.
-pub const BUILTIN_RULES: &str = include_str!("../data/labeler/chest-xray.toml");
+pub const BUILTIN_RULES: &str = include_str!("../../data/labeler/chest-xray.toml");
 
 /// Number of labels a [`Labels`] holds (the keys of [`CHEST_XRAY_KEYS`]).
 pub const NUM_LABELS: usize = CHEST_XRAY_KEYS.len();
