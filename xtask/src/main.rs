@@ -3,6 +3,8 @@
 //! Commands:
 //! - `setup [--cuda]`: the project-local venv with torch and the `.libtorch` folder tch builds against.
 //! - `test`: fmt check, clippy with warnings denied, every test of the workspace.
+//! - `publish-check`: the library crates packaged and verified, and their examples run from a
+//!   project outside the workspace.
 //! - `train [--ablation] [--seeds N] [-- ARGS]`: the main job on the built-in data, or its
 //!   spread over seeds.
 //! - `bench [GROUP]...`: the criterion suites and the side-by-side comparisons, one table.
@@ -15,6 +17,7 @@ mod bench;
 mod gpu_bundle;
 mod minilm;
 mod nccl;
+mod publish;
 mod setup;
 mod train;
 
@@ -32,6 +35,9 @@ commands:
   test               cargo fmt --check, clippy -D warnings, every test in the workspace
   test --release     the tests of the crates whose numerics or allocations depend on the
                      optimiser (umcl-data, umcl-losses, umcl-models, the umcl CLI), in release
+  publish-check      cargo package (with verification) of every library crate, then a scratch
+                     project outside the workspace builds and runs the examples of umcl-data
+                     and umcl-losses against the packaged crates
   train [--ablation] [--seeds N] [-- ARGS]
                      the main job: generate the phantom data if missing, train the phantom-cpu
                      preset, evaluate zero-shot on phantom 5x200, print the results
@@ -93,6 +99,10 @@ fn run() -> Result<()> {
             } else {
                 test(&root)
             }
+        }
+        "publish-check" => {
+            parse_flags(rest, &[])?;
+            publish::run(&root)
         }
         "train" => train::run(&root, rest),
         "bench" => bench::run(&root, rest),
