@@ -1,54 +1,63 @@
-//! Builds the libjpeg shim (`csrc/jpeg_gray.c`) when the system has libjpeg's headers
-//! (Debian: `libjpeg62-turbo-dev`) and sets `cfg(umcl_libjpeg)`; without them (or with
-//! `UMCL_NO_LIBJPEG=1`) the crate decodes every JPEG with zune-jpeg, and says so.
+//! With the cargo feature `libjpeg`, builds the libjpeg shim (`csrc/jpeg_gray.c`) and links
+//! the system's libjpeg-turbo, or fails the build when libjpeg's headers are missing (Debian:
+//! `libjpeg62-turbo-dev`). Without the feature there is nothing to build: every JPEG decodes
+//! with zune-jpeg. Which decoder a build uses depends on its features alone, never on what the
+//! building machine happens to have installed.
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(umcl_libjpeg)");
-    println!("cargo:rerun-if-changed=csrc/jpeg_gray.c");
-    println!("cargo:rerun-if-env-changed=UMCL_NO_LIBJPEG");
-    if std::env::var_os("UMCL_NO_LIBJPEG").is_some_and(|v| !v.is_empty() && v != "0") {
-        println!("cargo:warning=umcl-data: UMCL_NO_LIBJPEG is set, decoding JPEG with zune-jpeg");
-        return;
-    }
-    let built = cc::Build::new()
-        .file("csrc/jpeg_gray.c")
-        .opt_level(2)
-        .warnings(true)
-        .cargo_warnings(false)
-        .try_compile("umcl_jpeg_gray");
-    match built {
-        Ok(()) => {
-            // Link libjpeg statically where its archive is there (the Debian package ships
-            // libjpeg.a), so binaries run on machines without libjpeg; else dynamically.
-            match static_libjpeg_dir() {
-                Some(dir) => {
-                    println!("cargo:rustc-link-search=native={}", dir.display());
-                    println!("cargo:rustc-link-lib=static=jpeg");
-                }
-                None => println!("cargo:rustc-link-lib=jpeg"),
-            }
-            println!("cargo:rustc-cfg=umcl_libjpeg");
-        }
-        Err(e) => println!(
-            "cargo:warning=umcl-data: libjpeg headers not found (install libjpeg62-turbo-dev), \
-             decoding JPEG with zune-jpeg instead ({e})"
-        ),
-    }
+    println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "libjpeg")]
+    libjpeg::build();
 }
 
-/// The folder of `libjpeg.a`, as the C compiler finds it (`-print-file-name`).
-fn static_libjpeg_dir() -> Option<std::path::PathBuf> {
-    let compiler = cc::Build::new().try_get_compiler().ok()?;
-    let out = compiler
-        .to_command()
-        .arg("-print-file-name=libjpeg.a")
-        .output()
-        .ok()?;
-    let path = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    // Without the archive the compiler echoes the bare name back.
-    if path.is_absolute() && path.is_file() {
-        path.parent().map(std::path::Path::to_path_buf)
-    } else {
-        None
+#[cfg(feature = "libjpeg")]
+mod libjpeg {
+    /// Compiles the shim and links libjpeg; exits with an error (failing the build) when the
+    /// shim does not compile, which is nearly always a missing `jpeglib.h`.
+    pub fn build() {
+        println!("cargo:rerun-if-changed=csrc/jpeg_gray.c");
+        let built = cc::Build::new()
+            .file("csrc/jpeg_gray.c")
+            .opt_level(2)
+            .warnings(true)
+            .cargo_warnings(false)
+            .try_compile("umcl_jpeg_gray");
+        if let Err(e) = built {
+            eprintln!(
+                "error: umcl-data: the feature `libjpeg` needs libjpeg's headers (jpeglib.h), \
+                 and csrc/jpeg_gray.c did not compile.\n\
+                 Install them (Debian/Ubuntu: `apt-get install libjpeg62-turbo-dev`, or \
+                 `libjpeg-dev`), or build without the feature (for the umcl CLI: \
+                 `--no-default-features`), which decodes JPEG with zune-jpeg.\n\
+                 The compiler said: {e}"
+            );
+            std::process::exit(1);
+        }
+        // Link libjpeg statically where its archive is there (the Debian package ships
+        // libjpeg.a), so binaries run on machines without libjpeg; else dynamically.
+        match static_libjpeg_dir() {
+            Some(dir) => {
+                println!("cargo:rustc-link-search=native={}", dir.display());
+                println!("cargo:rustc-link-lib=static=jpeg");
+            }
+            None => println!("cargo:rustc-link-lib=jpeg"),
+        }
+    }
+
+    /// The folder of `libjpeg.a`, as the C compiler finds it (`-print-file-name`).
+    fn static_libjpeg_dir() -> Option<std::path::PathBuf> {
+        let compiler = cc::Build::new().try_get_compiler().ok()?;
+        let out = compiler
+            .to_command()
+            .arg("-print-file-name=libjpeg.a")
+            .output()
+            .ok()?;
+        let path = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+        // Without the archive the compiler echoes the bare name back.
+        if path.is_absolute() && path.is_file() {
+            path.parent().map(std::path::Path::to_path_buf)
+        } else {
+            None
+        }
     }
 }

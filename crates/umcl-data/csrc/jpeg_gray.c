@@ -1,6 +1,6 @@
 /* Grayscale JPEG decoding through the system's libjpeg (libjpeg-turbo on Debian), for
- * umcl-data's image pipeline. Built by build.rs when jpeglib.h is found; otherwise the crate
- * decodes with zune-jpeg. */
+ * umcl-data's image pipeline. Built by build.rs with the cargo feature `libjpeg` (the build
+ * fails when jpeglib.h is missing); without the feature the crate decodes with zune-jpeg. */
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdio.h>

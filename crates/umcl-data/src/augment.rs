@@ -16,6 +16,8 @@
 //! assert_ne!(a, aug.sample(224, 7, 1, 42)); // next epoch: another one
 //! ```
 
+use std::path::Path;
+
 use crate::images::{GrayImage, ImageError, Preprocess};
 use crate::rng::Rng;
 
@@ -278,6 +280,44 @@ pub(crate) fn read_window(params: &AugmentParams, n: usize) -> [usize; 4] {
     let (x0, x1) = range(cx0, cw);
     let (y0, y1) = range(cy0, ch);
     [x0, x1, y0, y1]
+}
+
+// The loader's path is a method of `Preprocess` but is written here: it ends in the warp
+// above, and `images` does not depend on `augment` (the dependency runs one way only).
+impl Preprocess {
+    /// Reads, decodes and resizes an image file as [`Preprocess::load`] does, applies the
+    /// augmentation `params` when given (as [`apply`] does) and writes the result normalised
+    /// into `out` (`[C, H, W]`, [`Preprocess::output_len`] values); without `params`, what
+    /// [`Preprocess::load`] then [`Preprocess::process`] give. The loader's path: it reuses
+    /// per-thread buffers for the file, the decoded pixels and the resized image, so a steady
+    /// stream of images allocates nothing, and with `params` it decodes and resizes only the
+    /// part of the image the crop reads. Errors name the file.
+    pub fn load_into(
+        &self,
+        path: impl AsRef<Path>,
+        params: Option<&AugmentParams>,
+        out: &mut [f32],
+    ) -> Result<(), ImageError> {
+        let path = path.as_ref();
+        self.check_out(out)?;
+        if params.is_some() && self.size < 2 {
+            return Err(ImageError::Invalid(format!(
+                "augment expects a {0}x{0} image (n >= 2)",
+                self.size
+            )));
+        }
+        let n = self.size;
+        // With augmentation only the crop's part of the resized image is read.
+        let window = params.map(|p| read_window(p, n));
+        self.with_resized_t(path, window, |resized, tmp| match params {
+            Some(p) => apply_strided(resized, n, true, p, self, out),
+            None => {
+                crate::images::transpose(resized, n, n, tmp);
+                self.normalise_into(&tmp[..n * n], out);
+                Ok(())
+            }
+        })
+    }
 }
 
 /// 16.16 fixed point.

@@ -301,8 +301,8 @@ fn load_into_gives_load_then_augment_or_process() {
     assert!(err.to_string().contains("missing.jpg"), "{err}");
 }
 
-/// Grayscale JPEGs decode with libjpeg-turbo where the crate was built with it, else with
-/// zune-jpeg: within a level of the `image` crate's decoding, and a truncated file is no
+/// Grayscale JPEGs decode with libjpeg-turbo when the crate is built with the feature
+/// `libjpeg`, else with zune-jpeg: within a level of the `image` crate's decoding, and a truncated file is no
 /// crash.
 #[test]
 fn grayscale_jpeg_decodes_like_the_image_crate() {
