@@ -6,7 +6,9 @@
 //! xtask/src/bench.rs); docs/benchmarks.md keeps the numbers.
 //!
 //! Skips with a notice when the shared data set is absent; skips the reference when the
-//! reference venv is absent.
+//! reference venv is absent. The JPEG decoder is part of what is measured: the numbers in
+//! docs/benchmarks.md are with libjpeg-turbo (`--features libjpeg`); the bench prints which
+//! decoder it ran with.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,7 +16,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 use umcl_data::augment::Augment;
-use umcl_data::images::{Fit, Preprocess};
+use umcl_data::images::{Fit, Preprocess, JPEG_DECODER};
 
 mod common;
 use common::cpu_seconds;
@@ -81,6 +83,7 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 
 fn bench(c: &mut Criterion) {
     let Some(files) = jpegs() else { return };
+    println!("images bench: JPEG decoder: {JPEG_DECODER}");
     let mut g = c.benchmark_group("image_pipeline_224");
     g.sample_size(10);
     g.throughput(Throughput::Elements(files.len() as u64));
@@ -159,12 +162,13 @@ fn side_by_side(files: &[PathBuf]) {
         }
         // The result line (tag, group, case, ours, reference, unit, lower|higher, device,
         // note), compared with the fastest reference variant.
+        // The note names the JPEG decoder: the numbers depend on it (feature `libjpeg`).
         let (reference, note) = match &best {
             Some((variant, rate)) => (
                 format!("{rate:.1}"),
-                format!("vs PIL + torchvision ({variant} variant)"),
+                format!("vs PIL + torchvision ({variant} variant); JPEG: {JPEG_DECODER}"),
             ),
-            None => (String::new(), "no reference".to_string()),
+            None => (String::new(), format!("no reference; JPEG: {JPEG_DECODER}")),
         };
         println!(
             "umcl-bench-row\timages\tdecode+resize+augment 224, {threads} thread(s)\t{ours:.1}\t\

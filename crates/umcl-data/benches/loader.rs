@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use umcl_data::augment::Augment;
-use umcl_data::images::Preprocess;
+use umcl_data::images::{Preprocess, JPEG_DECODER};
 use umcl_data::loader::{Loader, LoaderConfig};
 use umcl_data::phantom;
 use umcl_data::sample::Sample;
@@ -136,6 +136,7 @@ fn bench(c: &mut Criterion) {
             per_single / per_loader
         );
     }
+    println!("JPEG decoder: {JPEG_DECODER}");
     println!("pipeline, 1 thread:           {single:8.1} images/s");
     println!("loader, {THREADS} threads, idle consumer: {rate:8.1} images/s (consumer waited {:.0}% of the time)", 100.0 * waited / secs);
     println!(
