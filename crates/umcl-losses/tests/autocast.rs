@@ -12,7 +12,7 @@ use umcl_losses::{
 };
 
 /// CPU bf16 autocast for the guard's life, through ATen's own state functions (the test must
-/// not depend on umcl-models, whose `backend::autocast` does the same).
+/// not depend on umcl-models, whose `runtime::autocast` does the same).
 struct Bf16Autocast;
 
 mod aten {

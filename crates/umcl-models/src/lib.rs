@@ -1,6 +1,6 @@
 //! Encoders for umcl on tch: image encoders ([`resnet`], [`vit`]), the [`bert`] text encoder,
-//! continuous prompts ([`prompt`]), the dual encoder ([`dual`]) and weight [`import`], plus
-//! [`backend`], the libtorch start-up every tch-using crate and binary goes through.
+//! continuous prompts ([`prompt`]), the dual encoder ([`dual`]) and weight [`import`]. The
+//! libtorch start-up (device, threads, autocast) is umcl-torch-ext's `runtime`.
 //!
 //! Every encoder names its variables as its reference checkpoint does (torchvision, timm,
 //! Hugging Face), so published safetensors files load through [`import`] with at most a small
@@ -8,7 +8,6 @@
 //! PyTorch.
 #![warn(missing_docs)]
 
-pub mod backend;
 pub mod bert;
 pub mod dual;
 pub mod error;

@@ -24,6 +24,8 @@
 //! ```
 
 use std::ffi::{c_void, CString};
+
+use crate::dl::Library;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -535,45 +537,23 @@ fn nccl_constructor() -> Result<NcclNew, DistError> {
                     .join(", ")
             ));
         };
-        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| format!("{} contains a NUL byte", path.display()))?;
-        // SAFETY: dlopen/dlsym with valid NUL-terminated strings; the handle stays open for
-        // the life of the process (the group's code must not be unloaded).
-        unsafe {
-            let handle = libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
-            if handle.is_null() {
-                return Err(format!(
-                    "loading {}: {} (the NCCL group resolves against libtorch_cuda.so, which \
-                     umcl loads only when run.device is CUDA)",
-                    path.display(),
-                    dl_error()
-                ));
-            }
-            let symbol = libc::dlsym(handle, c"umcl_c10d_nccl_new".as_ptr());
-            if symbol.is_null() {
-                return Err(format!("{}: {}", path.display(), dl_error()));
-            }
-            Ok(symbol as usize)
-        }
+        let library = Library::open(path).map_err(|reason| {
+            format!(
+                "loading {}: {reason} (the NCCL group resolves against libtorch_cuda.so, which \
+                 umcl loads only when run.device is CUDA)",
+                path.display()
+            )
+        })?;
+        let symbol = library
+            .symbol(c"umcl_c10d_nccl_new")
+            .map_err(|reason| format!("{}: {reason}", path.display()))?;
+        Ok(symbol as usize)
     });
     match loaded {
         // SAFETY: the address of umcl_c10d_nccl_new, whose C signature is `NcclNew`.
         Ok(address) => Ok(unsafe { std::mem::transmute::<usize, NcclNew>(*address) }),
         Err(message) => Err(DistError::Invalid(message.clone())),
     }
-}
-
-/// The last `dlerror` message.
-fn dl_error() -> String {
-    // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next dl call.
-    let message = unsafe { libc::dlerror() };
-    if message.is_null() {
-        return "unknown dlopen error".into();
-    }
-    // SAFETY: non-NULL, NUL-terminated (above).
-    unsafe { std::ffi::CStr::from_ptr(message) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// The torchrun variables a launcher sets for each worker: the four [`LaunchEnv::from_env`]

@@ -1,5 +1,8 @@
-//! libtorch functions that tch does not bind, reached through a small C++ bridge (`csrc/`)
-//! compiled against the same headers and ABI as torch-sys.
+//! The libtorch runtime of umcl and the libtorch functions that tch does not bind, reached
+//! through a small C++ bridge (`csrc/`) compiled against the same headers and ABI as
+//! torch-sys: [`runtime`] (start-up: CUDA backend, device, threads, CPU heap; autocast on and
+//! off), [`fused`] AdamW, [`dist`] process groups and [`grad_sync`], and the [`cuda_driver`]
+//! probe.
 //!
 //! Every bridge function catches C++ exceptions and returns them as [`ExtError`], so a failure
 //! in libtorch is a `Result`, never an abort.
@@ -13,9 +16,12 @@
 
 use std::ffi::{c_char, CStr};
 
+pub mod cuda_driver;
 pub mod dist;
+mod dl;
 pub mod fused;
 pub mod grad_sync;
+pub mod runtime;
 
 mod ffi {
     use std::ffi::c_char;

@@ -25,7 +25,7 @@ pub enum TrainError {
     Loss(#[from] umcl_losses::LossError),
     /// The backend could not start.
     #[error(transparent)]
-    Backend(#[from] umcl_models::backend::BackendError),
+    Backend(#[from] umcl_torch_ext::runtime::BackendError),
     /// A metric could not be computed.
     #[error("evaluation: {0}")]
     Eval(String),

@@ -32,8 +32,8 @@
 
 use tch::{Device, Kind, Tensor};
 use umcl_losses::{clip_loss, itl_loss, prompt_label_loss, FullPrecision, ItlLossConfig};
-use umcl_models::backend::{self, AutocastGuard};
 use umcl_models::dual::DualEncoder;
+use umcl_torch_ext::runtime::{self, AutocastGuard};
 
 use crate::distributed::Dist;
 use crate::embed::{rows_where, TensorBatch};
@@ -230,7 +230,7 @@ pub fn forward_backward(
 fn autocast(cfg: &StepConfig, device: Device) -> Result<Option<AutocastGuard>, TrainError> {
     Ok(cfg
         .autocast
-        .map(|kind| backend::autocast(device, kind))
+        .map(|kind| runtime::autocast(device, kind))
         .transpose()?)
 }
 

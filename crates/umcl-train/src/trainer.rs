@@ -38,12 +38,12 @@ use umcl_data::split::{Part, Split, SplitSpec};
 use umcl_data::synth::Synthesizer;
 use umcl_data::tokenize::{Padding, Tokenizer};
 use umcl_losses::ItlLossConfig;
-use umcl_models::backend::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
 use umcl_models::image::ImageEncoderConfig;
 use umcl_models::prompt::PromptConfig;
 use umcl_torch_ext::dist::LaunchEnv;
+use umcl_torch_ext::runtime::{self, BackendConfig, CpuHeap, DeviceRequest};
 
 use crate::checkpoint::{self, Checkpoints, TrainState};
 use crate::config::{LossKind, TrainConfig};
@@ -484,7 +484,7 @@ pub(crate) fn mix_seed(seed: u64, part: u64) -> i64 {
 impl Setup {
     fn new(cfg: &TrainConfig) -> Result<Self, TrainError> {
         let request: DeviceRequest = cfg.run.device.parse()?;
-        let backend = backend::init(&BackendConfig {
+        let backend = runtime::init(&BackendConfig {
             device: request,
             threads: (cfg.run.threads > 0).then_some(cfg.run.threads),
             cpu_heap: if cfg.run.keep_cpu_memory {

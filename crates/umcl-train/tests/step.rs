@@ -329,7 +329,7 @@ fn batchnorm_accumulation_updates_running_stats_once_and_matches_its_objective()
 }
 
 /// CPU bf16 autocast while the guard lives (ATen's own switch).
-struct Bf16Autocast(#[allow(dead_code)] umcl_models::backend::AutocastGuard);
+struct Bf16Autocast(#[allow(dead_code)] umcl_torch_ext::runtime::AutocastGuard);
 
 #[test]
 fn prompt_label_term_under_bf16_autocast_matches_fp32() {
@@ -351,7 +351,9 @@ fn prompt_label_term_under_bf16_autocast_matches_fp32() {
         );
         let loss = {
             let _ac = cast.then(|| {
-                Bf16Autocast(umcl_models::backend::autocast(Device::Cpu, Kind::BFloat16).unwrap())
+                Bf16Autocast(
+                    umcl_torch_ext::runtime::autocast(Device::Cpu, Kind::BFloat16).unwrap(),
+                )
             });
             if cast {
                 let probe = emb.matmul(&classes.tr());

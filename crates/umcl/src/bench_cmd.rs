@@ -22,12 +22,12 @@ use serde_json::json;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 use umcl_data::atomic::write_atomic;
 use umcl_losses::{itl_loss, ItlLossConfig};
-use umcl_models::backend::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{DualConfig, DualEncoder};
 use umcl_models::image::{ImageEncoder, ImageEncoderConfig};
 use umcl_models::resnet::ResNetConfig;
 use umcl_models::vit::VitConfig;
+use umcl_torch_ext::runtime::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_train::config::DistConfig;
 use umcl_train::distributed::Dist;
 use umcl_train::optim::{AdamW, AdamWConfig};
@@ -286,7 +286,7 @@ fn step(args: &StepArgs) -> Result<()> {
     if args.flush_denormal {
         flush_denormals();
     }
-    let backend = backend::init(&BackendConfig {
+    let backend = runtime::init(&BackendConfig {
         device: args.device,
         threads: args.threads,
         cpu_heap: args.cpu_heap,
@@ -344,7 +344,7 @@ fn step(args: &StepArgs) -> Result<()> {
         optimizer.zero_grad();
         let l = {
             let _autocast = if bf16 {
-                Some(backend::autocast(device, Kind::BFloat16)?)
+                Some(runtime::autocast(device, Kind::BFloat16)?)
             } else {
                 None
             };
@@ -397,7 +397,7 @@ fn step(args: &StepArgs) -> Result<()> {
             .gpu
             .as_ref()
             .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| backend::device_name(device)),
+            .unwrap_or_else(|| runtime::device_name(device)),
         _ => cpu_model_name().unwrap_or_else(|| "cpu".into()),
     };
     let record = json!({
@@ -424,7 +424,7 @@ fn step(args: &StepArgs) -> Result<()> {
         "loss": loss_value,
         "peak_rss_mb": peak_rss_mb(),
         "device_mem_used_mb": if cuda { cuda_mem_used_mb() } else { None },
-        "torch": backend.libtorch_version.clone().unwrap_or_else(|| backend::LIBTORCH_BUILD_VERSION.to_string()),
+        "torch": backend.libtorch_version.clone().unwrap_or_else(|| runtime::LIBTORCH_BUILD_VERSION.to_string()),
     });
     let mut record = record;
     if args.breakdown {
@@ -503,28 +503,8 @@ fn cpu_model_name() -> Option<String> {
 /// allocator holds after the timed steps (its peak reservation) plus the context. The
 /// reference reports the same quantity (`torch.cuda.mem_get_info`).
 fn cuda_mem_used_mb() -> Option<f64> {
-    use std::ffi::{c_int, c_void, CString};
-    let lib = CString::new("libcuda.so.1").ok()?;
-    let sym = CString::new("cuMemGetInfo_v2").ok()?;
-    // SAFETY: dlopen/dlsym with valid C strings; cuMemGetInfo_v2 has the signature
-    // (size_t* free, size_t* total) -> CUresult and runs in libtorch's current context.
-    unsafe {
-        let handle = libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
-        if handle.is_null() {
-            return None;
-        }
-        let ptr = libc::dlsym(handle, sym.as_ptr());
-        if ptr.is_null() {
-            return None;
-        }
-        let get: unsafe extern "C" fn(*mut usize, *mut usize) -> c_int =
-            std::mem::transmute::<*mut c_void, _>(ptr);
-        let (mut free, mut total) = (0usize, 0usize);
-        if get(&mut free, &mut total) != 0 {
-            return None;
-        }
-        Some((total - free) as f64 / (1024.0 * 1024.0))
-    }
+    let (free, total) = umcl_torch_ext::cuda_driver::memory_info()?;
+    Some(total.saturating_sub(free) as f64 / (1024.0 * 1024.0))
 }
 
 #[cfg(test)]

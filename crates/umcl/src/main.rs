@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tch::{Kind, Tensor};
-use umcl_models::backend::{self, BackendConfig, DeviceRequest};
+use umcl_torch_ext::runtime::{self, BackendConfig, DeviceRequest};
 
 mod bench_cmd;
 mod data_cmd;
@@ -76,8 +76,8 @@ struct BackendArgs {
 }
 
 impl BackendArgs {
-    fn init(&self) -> Result<backend::Backend> {
-        Ok(backend::init(&BackendConfig {
+    fn init(&self) -> Result<runtime::Backend> {
+        Ok(runtime::init(&BackendConfig {
             device: self.device,
             threads: self.threads,
             ..Default::default()
@@ -128,7 +128,7 @@ fn info(args: &BackendArgs) -> Result<()> {
         .f_sum(Kind::Float)
         .and_then(|s| s.f_double_value(&[]))
         .context("tensor check failed")?;
-    let device = backend::device_name(backend.device);
+    let device = runtime::device_name(backend.device);
     // [[0,1,2],[3,4,5]] times its transpose is [[5,14],[14,50]], summing to 83.
     anyhow::ensure!(
         sum == 83.0,

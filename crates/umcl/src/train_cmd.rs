@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use umcl_data::atomic::write_atomic;
-use umcl_models::backend::{self, BackendConfig, DeviceRequest};
+use umcl_torch_ext::runtime::{self, BackendConfig, DeviceRequest};
 use umcl_train::config::TrainConfig;
 use umcl_train::distributed::LAUNCH_VARIABLES;
 use umcl_train::evaluate;
@@ -488,8 +488,8 @@ fn load_trained(
     checkpoint: &Path,
     device: DeviceRequest,
     classes: &[String],
-) -> Result<(backend::Backend, evaluate::Trained, Vec<String>)> {
-    let backend = backend::init(&BackendConfig {
+) -> Result<(runtime::Backend, evaluate::Trained, Vec<String>)> {
+    let backend = runtime::init(&BackendConfig {
         device,
         threads: None,
         ..Default::default()

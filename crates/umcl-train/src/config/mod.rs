@@ -135,7 +135,7 @@ pub struct RunConfig {
     /// Intra-op threads; 0 = physical cores. Default 0.
     pub threads: usize,
     /// Keep freed CPU memory in the process for reuse instead of returning it to the OS
-    /// (`umcl_models::backend::CpuHeap::Keep`): faster CPU steps, higher peak resident size.
+    /// (`umcl_torch_ext::runtime::CpuHeap::Keep`): faster CPU steps, higher peak resident size.
     /// Default true.
     pub keep_cpu_memory: bool,
     /// Optimizer steps to train. Default 1000.

@@ -42,7 +42,7 @@ impl TrainConfig {
         if self
             .run
             .device
-            .parse::<umcl_models::backend::DeviceRequest>()
+            .parse::<umcl_torch_ext::runtime::DeviceRequest>()
             .is_err()
         {
             return bad(

@@ -1,5 +1,6 @@
 //! libtorch start-up, done once per process before any other tch call: the CUDA backend,
-//! the device, the intra-op thread count, and bf16 autocast.
+//! the device, the intra-op thread count, the CPU heap policy; and autocast, switched on
+//! ([`autocast`]) or off ([`FullPrecision`]) through the C++ bridge.
 //!
 //! The torch wheel splits CUDA into `libtorch_cuda.so`, which our binaries do not link (rustc
 //! links with `--as-needed`, and we build on machines without a GPU). Its static initialisers
@@ -8,21 +9,23 @@
 //! without the CUDA libraries the load fails cleanly and everything runs on the CPU.
 //!
 //! ```no_run
-//! use umcl_models::backend::{self, BackendConfig};
+//! use umcl_torch_ext::runtime::{self, BackendConfig};
 //!
-//! let backend = backend::init(&BackendConfig::default())?;
+//! let backend = runtime::init(&BackendConfig::default())?;
 //! println!("{backend}");
 //! let x = tch::Tensor::ones([2, 2], (tch::Kind::Float, backend.device));
-//! # Ok::<(), umcl_models::backend::BackendError>(())
+//! # Ok::<(), umcl_torch_ext::runtime::BackendError>(())
 //! ```
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;
 
 use tch::{Cuda, Device, Kind};
+
+use crate::cuda_driver;
+use crate::dl::Library;
 
 /// Environment variable naming an explicit `libtorch_cuda.so` to load.
 pub const CUDA_LIB_ENV: &str = "UMCL_LIBTORCH_CUDA";
@@ -52,9 +55,6 @@ pub enum BackendError {
     /// A thread count of zero.
     #[error("thread count must be at least 1")]
     ZeroThreads,
-    /// A libtorch symbol this crate calls directly is missing.
-    #[error("libtorch symbol `{0}` not found (is this libtorch {1}?)")]
-    MissingSymbol(&'static str, &'static str),
     /// Autocast asked for a dtype other than bf16 or fp16.
     #[error("autocast supports bf16 and fp16, not {0:?}")]
     AutocastKind(Kind),
@@ -63,7 +63,7 @@ pub enum BackendError {
 /// Which device to run on, as the user writes it: `auto | cpu | cuda | cuda:N`.
 ///
 /// ```
-/// use umcl_models::backend::DeviceRequest;
+/// use umcl_torch_ext::runtime::DeviceRequest;
 /// assert_eq!("cuda:1".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(1));
 /// assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
 /// assert!("gpu".parse::<DeviceRequest>().is_err());
@@ -167,7 +167,7 @@ impl fmt::Display for CpuHeap {
 /// [`init`] calls it with [`BackendConfig::cpu_heap`].
 ///
 /// ```
-/// use umcl_models::backend::{apply_cpu_heap, CpuHeap};
+/// use umcl_torch_ext::runtime::{apply_cpu_heap, CpuHeap};
 /// // `System` changes nothing (and reports whether an earlier call kept memory).
 /// let kept_before = apply_cpu_heap(CpuHeap::System);
 /// assert_eq!(kept_before, apply_cpu_heap(CpuHeap::System));
@@ -334,7 +334,7 @@ impl fmt::Display for Backend {
 /// The user-facing name of a device: `cpu`, `cuda:N`.
 ///
 /// ```
-/// assert_eq!(umcl_models::backend::device_name(tch::Device::Cuda(1)), "cuda:1");
+/// assert_eq!(umcl_torch_ext::runtime::device_name(tch::Device::Cuda(1)), "cuda:1");
 /// ```
 pub fn device_name(device: Device) -> String {
     match device {
@@ -362,39 +362,13 @@ pub fn load_cuda() -> &'static CudaLoad {
         if !path.exists() {
             return CudaLoad::Unavailable(format!("{} does not exist", path.display()));
         }
-        match dlopen_global(&path) {
-            Ok(()) => CudaLoad::Loaded(path),
+        match Library::open(&path) {
+            Ok(_) => CudaLoad::Loaded(path),
             Err(reason) => {
                 CudaLoad::Unavailable(format!("libtorch_cuda.so could not be loaded: {reason}"))
             }
         }
     })
-}
-
-fn dlopen_global(path: &Path) -> Result<(), String> {
-    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{} contains a NUL byte", path.display()))?;
-    // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept open for the
-    // life of the process on purpose (the CUDA backend registers itself on load).
-    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    if handle.is_null() {
-        Err(last_dl_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn last_dl_error() -> String {
-    // SAFETY: dlerror returns NULL or a NUL-terminated string owned by libc.
-    let msg = unsafe { libc::dlerror() };
-    if msg.is_null() {
-        "unknown dlopen error".into()
-    } else {
-        // SAFETY: non-null pointer from dlerror, read before any other dl call.
-        unsafe { CStr::from_ptr(msg) }
-            .to_string_lossy()
-            .into_owned()
-    }
 }
 
 /// The directory of the `libtorch_cpu.so` mapped into this process, from `/proc/self/maps`.
@@ -445,67 +419,18 @@ pub fn physical_cores() -> usize {
     }
 }
 
-/// Looks a C++ symbol of libtorch up in the process's global namespace.
-fn torch_symbol(name: &'static str) -> Result<*mut c_void, BackendError> {
-    // Loading CUDA first makes sure the backends are registered before autocast is touched.
-    let _ = load_cuda();
-    let c_name = CString::new(name)
-        .map_err(|_| BackendError::MissingSymbol(name, LIBTORCH_BUILD_VERSION))?;
-    // SAFETY: dlsym on RTLD_DEFAULT with a valid NUL-terminated name.
-    let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c_name.as_ptr()) };
-    if ptr.is_null() {
-        Err(BackendError::MissingSymbol(name, LIBTORCH_BUILD_VERSION))
-    } else {
-        Ok(ptr)
+/// ATen's autocast state through the bridge (`csrc/autocast.cpp`). Devices: 0 = CPU,
+/// 1 = CUDA; dtypes: c10::ScalarType codes (15 = bf16, 5 = fp16).
+mod ffi {
+    extern "C" {
+        pub fn umcl_autocast_is_enabled(device: i32) -> bool;
+        pub fn umcl_autocast_set_enabled(device: i32, enabled: bool);
+        pub fn umcl_autocast_get_dtype(device: i32) -> i32;
+        pub fn umcl_autocast_set_dtype(device: i32, dtype: i32);
+        pub fn umcl_autocast_increment_nesting() -> i64;
+        pub fn umcl_autocast_decrement_nesting() -> i64;
+        pub fn umcl_autocast_clear_cache();
     }
-}
-
-/// The ATen autocast entry points (`at::autocast::*`), called directly: tch's own autocast
-/// cannot pick the dtype and goes through deprecated functions that warn on every call.
-struct AutocastFns {
-    is_enabled: unsafe extern "C" fn(i8) -> bool,
-    set_enabled: unsafe extern "C" fn(i8, bool),
-    get_dtype: unsafe extern "C" fn(i8) -> i8,
-    set_dtype: unsafe extern "C" fn(i8, i8),
-    increment_nesting: unsafe extern "C" fn() -> i64,
-    decrement_nesting: unsafe extern "C" fn() -> i64,
-    clear_cache: unsafe extern "C" fn(),
-}
-
-fn autocast_fns() -> Result<&'static AutocastFns, BackendError> {
-    static FNS: OnceLock<Result<AutocastFns, &'static str>> = OnceLock::new();
-    let fns = FNS.get_or_init(|| {
-        let get = |name: &'static str| torch_symbol(name).map_err(|_| name);
-        // SAFETY: these mangled names are the at::autocast functions with exactly these C++
-        // signatures in libtorch 2.11 (c10::DeviceType and c10::ScalarType are int8 enums).
-        unsafe {
-            Ok(AutocastFns {
-                is_enabled: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8) -> bool>(
-                    get("_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE")?,
-                ),
-                set_enabled: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8, bool)>(
-                    get("_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb")?,
-                ),
-                get_dtype: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8) -> i8>(
-                    get("_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE")?,
-                ),
-                set_dtype: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(i8, i8)>(
-                    get("_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE")?,
-                ),
-                increment_nesting: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> i64>(
-                    get("_ZN2at8autocast17increment_nestingEv")?,
-                ),
-                decrement_nesting: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> i64>(
-                    get("_ZN2at8autocast17decrement_nestingEv")?,
-                ),
-                clear_cache: std::mem::transmute::<*mut c_void, unsafe extern "C" fn()>(get(
-                    "_ZN2at8autocast11clear_cacheEv",
-                )?),
-            })
-        }
-    });
-    fns.as_ref()
-        .map_err(|name| BackendError::MissingSymbol(name, LIBTORCH_BUILD_VERSION))
 }
 
 /// Mixed precision for the ops run while the guard lives (like `torch.autocast`).
@@ -516,10 +441,10 @@ fn autocast_fns() -> Result<&'static AutocastFns, BackendError> {
 /// ```
 /// use tch::{Device, Kind, Tensor};
 /// let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
-/// let guard = umcl_models::backend::autocast(Device::Cpu, Kind::BFloat16)?;
+/// let guard = umcl_torch_ext::runtime::autocast(Device::Cpu, Kind::BFloat16)?;
 /// assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
 /// drop(guard);
-/// # Ok::<(), umcl_models::backend::BackendError>(())
+/// # Ok::<(), umcl_torch_ext::runtime::BackendError>(())
 /// ```
 pub fn autocast(device: Device, kind: Kind) -> Result<AutocastGuard, BackendError> {
     let scalar_type = match kind {
@@ -531,85 +456,109 @@ pub fn autocast(device: Device, kind: Kind) -> Result<AutocastGuard, BackendErro
         Device::Cuda(_) => 1,
         _ => 0,
     };
-    let fns = autocast_fns()?;
-    // SAFETY: valid device and scalar type codes; see AutocastFns.
+    // The CUDA backend registers itself when libtorch_cuda loads: load it before autocast
+    // is touched.
+    let _ = load_cuda();
+    // SAFETY: bridge functions taking valid device and dtype codes; they touch only this
+    // thread's autocast state.
     unsafe {
         let guard = AutocastGuard {
-            fns,
             device_type,
-            prev_enabled: (fns.is_enabled)(device_type),
-            prev_dtype: (fns.get_dtype)(device_type),
+            prev_enabled: ffi::umcl_autocast_is_enabled(device_type),
+            prev_dtype: ffi::umcl_autocast_get_dtype(device_type),
         };
-        (fns.set_dtype)(device_type, scalar_type);
-        (fns.set_enabled)(device_type, true);
-        (fns.increment_nesting)();
+        ffi::umcl_autocast_set_dtype(device_type, scalar_type);
+        ffi::umcl_autocast_set_enabled(device_type, true);
+        ffi::umcl_autocast_increment_nesting();
         Ok(guard)
     }
 }
 
 /// Restores the autocast state on drop; see [`autocast`].
+#[must_use = "autocast is on only while the guard lives"]
 pub struct AutocastGuard {
-    fns: &'static AutocastFns,
-    device_type: i8,
+    device_type: i32,
     prev_enabled: bool,
-    prev_dtype: i8,
+    prev_dtype: i32,
 }
 
 impl Drop for AutocastGuard {
     fn drop(&mut self) {
-        // SAFETY: see AutocastFns; mirrors torch.autocast.__exit__.
+        // SAFETY: as in `autocast`; mirrors torch.autocast.__exit__.
         unsafe {
-            if (self.fns.decrement_nesting)() == 0 {
-                (self.fns.clear_cache)();
+            if ffi::umcl_autocast_decrement_nesting() == 0 {
+                ffi::umcl_autocast_clear_cache();
             }
-            (self.fns.set_enabled)(self.device_type, self.prev_enabled);
-            (self.fns.set_dtype)(self.device_type, self.prev_dtype);
+            ffi::umcl_autocast_set_enabled(self.device_type, self.prev_enabled);
+            ffi::umcl_autocast_set_dtype(self.device_type, self.prev_dtype);
         }
     }
 }
 
-/// Device name and memory from the CUDA driver API (libcuda), which every GPU host has.
-mod cuda_driver {
-    use super::*;
+/// Autocast off for the CPU and CUDA while the guard lives; dropping it restores the previous
+/// state. Guards nest. The losses hold one while they build their graph, so their results do
+/// not depend on the caller's autocast.
+///
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// use umcl_torch_ext::runtime::{autocast, FullPrecision};
+/// let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+/// let _mixed = autocast(Device::Cpu, Kind::BFloat16)?;
+/// assert!(FullPrecision::autocast_active());
+/// {
+///     let _fp32 = FullPrecision::new();
+///     assert_eq!(a.matmul(&a).kind(), Kind::Float);
+/// }
+/// assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+/// # Ok::<(), umcl_torch_ext::runtime::BackendError>(())
+/// ```
+#[must_use = "autocast is off only while the guard lives"]
+pub struct FullPrecision {
+    previous: [bool; 2],
+}
 
-    pub(super) fn device_name_and_memory(index: usize) -> Option<(String, u64)> {
-        let lib = CString::new("libcuda.so.1").ok()?;
-        // SAFETY: dlopen/dlsym with valid names; the driver functions are called with the
-        // documented signatures and buffers of the stated sizes.
-        unsafe {
-            let handle = libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
-            if handle.is_null() {
-                return None;
+/// The CPU and CUDA device codes of the bridge.
+const AUTOCAST_DEVICES: [i32; 2] = [0, 1];
+
+impl FullPrecision {
+    /// Switches autocast off on this thread (CPU and CUDA).
+    pub fn new() -> Self {
+        let mut previous = [false; 2];
+        for (was, &device) in previous.iter_mut().zip(&AUTOCAST_DEVICES) {
+            // SAFETY: bridge functions taking a valid device code; they touch only this
+            // thread's autocast state.
+            unsafe {
+                *was = ffi::umcl_autocast_is_enabled(device);
+                if *was {
+                    ffi::umcl_autocast_set_enabled(device, false);
+                }
             }
-            let sym = |name: &str| {
-                let name = CString::new(name).ok()?;
-                let ptr = libc::dlsym(handle, name.as_ptr());
-                (!ptr.is_null()).then_some(ptr)
-            };
-            let cu_init: unsafe extern "C" fn(u32) -> c_int = std::mem::transmute(sym("cuInit")?);
-            let cu_device_get: unsafe extern "C" fn(*mut c_int, c_int) -> c_int =
-                std::mem::transmute(sym("cuDeviceGet")?);
-            let cu_name: unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int =
-                std::mem::transmute(sym("cuDeviceGetName")?);
-            let cu_mem: unsafe extern "C" fn(*mut usize, c_int) -> c_int =
-                std::mem::transmute(sym("cuDeviceTotalMem_v2")?);
-            if cu_init(0) != 0 {
-                return None;
+        }
+        Self { previous }
+    }
+
+    /// Whether autocast is on for the CPU or CUDA on this thread.
+    pub fn autocast_active() -> bool {
+        // SAFETY: as in `new`.
+        AUTOCAST_DEVICES
+            .iter()
+            .any(|&device| unsafe { ffi::umcl_autocast_is_enabled(device) })
+    }
+}
+
+impl Default for FullPrecision {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for FullPrecision {
+    fn drop(&mut self) {
+        for (&was, &device) in self.previous.iter().zip(&AUTOCAST_DEVICES) {
+            if was {
+                // SAFETY: as in `new`.
+                unsafe { ffi::umcl_autocast_set_enabled(device, true) };
             }
-            let mut device: c_int = 0;
-            if cu_device_get(&mut device, c_int::try_from(index).ok()?) != 0 {
-                return None;
-            }
-            let mut buf = [0 as c_char; 256];
-            if cu_name(buf.as_mut_ptr(), buf.len() as c_int, device) != 0 {
-                return None;
-            }
-            let mut bytes = 0usize;
-            if cu_mem(&mut bytes, device) != 0 {
-                return None;
-            }
-            let name = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
-            Some((name, bytes as u64))
         }
     }
 }

@@ -3,7 +3,7 @@
 //! blocks must be allocated on the main thread, whose arena is the heap (glibc's per-thread
 //! arenas map blocks over 64 MiB whatever the policy).
 
-use umcl_models::backend::{apply_cpu_heap, CpuHeap};
+use umcl_torch_ext::runtime::{apply_cpu_heap, CpuHeap};
 
 const BLOCK: usize = 256 << 20;
 
