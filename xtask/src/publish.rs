@@ -76,7 +76,11 @@ fn forget_stale_sources(version: &str) -> Result<()> {
         return Ok(());
     };
     for registry in registries.flatten() {
-        if registry.file_name().to_string_lossy().starts_with("index.crates.io") {
+        if registry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("index.crates.io")
+        {
             continue;
         }
         for name in LIBRARIES {
@@ -94,7 +98,12 @@ fn forget_stale_sources(version: &str) -> Result<()> {
 /// build of the previous check's umcl crates (same name, version and registry). Removes the
 /// build outputs of our crates from the check's own target folder; the rest (tch, ...) stays.
 fn forget_stale_builds(target: &Path) -> Result<()> {
-    for sub in ["debug/.fingerprint", "debug/deps", "debug/build", "debug/examples"] {
+    for sub in [
+        "debug/.fingerprint",
+        "debug/deps",
+        "debug/build",
+        "debug/examples",
+    ] {
         let dir = target.join(sub);
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
@@ -152,9 +161,15 @@ fn scratch_project(
     for name in LIBRARIES {
         let path = packaged(name);
         if !path.join("Cargo.toml").is_file() {
-            bail!("{} is missing: cargo package did not verify {name}", path.display());
+            bail!(
+                "{} is missing: cargo package did not verify {name}",
+                path.display()
+            );
         }
-        manifest.push_str(&format!("{name} = {{ path = {:?} }}\n", path.display().to_string()));
+        manifest.push_str(&format!(
+            "{name} = {{ path = {:?} }}\n",
+            path.display().to_string()
+        ));
     }
     fs::create_dir_all(dir.join("src"))
         .and_then(|()| fs::create_dir_all(dir.join("examples")))
@@ -164,15 +179,20 @@ fn scratch_project(
     let mut examples = Vec::new();
     for name in EXAMPLE_CRATES {
         let from = root.join("crates").join(name).join("examples");
-        let entries =
-            fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))?;
+        let entries = fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))?;
         for entry in entries {
-            let path = entry.with_context(|| format!("reading {}", from.display()))?.path();
+            let path = entry
+                .with_context(|| format!("reading {}", from.display()))?
+                .path();
             if path.extension().is_some_and(|e| e == "rs") {
                 let file = path.file_name().context("an example has a name")?;
                 fs::copy(&path, dir.join("examples").join(file))
                     .with_context(|| format!("copying {}", path.display()))?;
-                examples.push(path.file_stem().context("an example has a stem")?.to_owned());
+                examples.push(
+                    path.file_stem()
+                        .context("an example has a stem")?
+                        .to_owned(),
+                );
             }
         }
     }
@@ -197,7 +217,10 @@ fn scratch_project(
             .env("LD_LIBRARY_PATH", &lib)
             .env("CARGO_TARGET_DIR", target);
         status(&mut cmd).with_context(|| {
-            format!("the example {} outside the workspace", example.to_string_lossy())
+            format!(
+                "the example {} outside the workspace",
+                example.to_string_lossy()
+            )
         })?;
     }
     Ok(())
