@@ -135,5 +135,6 @@ fn info(args: &BackendArgs) -> Result<()> {
         "tensor check on {device} gave {sum}, expected 83"
     );
     println!("check      ok (2x3 matmul on {device})");
+    println!("jpeg       {}", umcl_data::images::JPEG_DECODER);
     Ok(())
 }
