@@ -21,7 +21,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 use umcl_data::atomic::write_atomic;
-use umcl_losses::{itl_loss, ItlLossConfig};
+use umcl_losses::ItlLossConfig;
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{DualConfig, DualEncoder};
 use umcl_models::image::{ImageEncoder, ImageEncoderConfig};
@@ -30,7 +30,9 @@ use umcl_models::vit::VitConfig;
 use umcl_torch_ext::runtime::{self, BackendConfig, CpuHeap, DeviceRequest};
 use umcl_train::config::DistConfig;
 use umcl_train::distributed::Dist;
+use umcl_train::embed::TensorBatch;
 use umcl_train::optim::{AdamW, AdamWConfig};
+use umcl_train::step::{self, Contrastive, StepConfig};
 
 /// `umcl bench ...`
 #[derive(Subcommand)]
@@ -245,32 +247,28 @@ impl Inputs {
     }
 }
 
-/// The loss of one step (graph attached). With `dist`, the features go through its
-/// all-gather, as in the trainer's data-parallel step.
-fn loss(
-    model: &Model,
-    x: &Inputs,
-    loss_cfg: &ItlLossConfig,
-    dist: Option<&Dist>,
-) -> Result<Tensor> {
-    Ok(match model {
-        Model::Dual(m) => {
-            let mut img = m.encode_image(&x.images, true)?;
-            let mut txt = m.encode_text(&x.input_ids, &x.attention_mask, true)?;
-            if let Some(dist) = dist {
-                img = dist.gather_with_local(&img)?;
-                txt = dist.gather_with_local(&txt)?;
-            }
-            let log_scale = m.log_logit_scale();
-            itl_loss(&img, &txt, &x.labels, &log_scale, loss_cfg)?.loss
-        }
-        Model::ImageOnly { encoder, fc, .. } => {
-            let f = encoder.forward_t(&x.images, true)?;
-            fc.forward(&f.pooled)
-                .to_kind(Kind::Float)
-                .cross_entropy_for_logits(&x.classes)
-        }
-    })
+/// The image-only model's loss (graph attached): a classifier on the pooled features.
+fn image_only_loss(encoder: &ImageEncoder, fc: &nn::Linear, x: &Inputs) -> Result<Tensor> {
+    let f = encoder.forward_t(&x.images, true)?;
+    Ok(fc
+        .forward(&f.pooled)
+        .to_kind(Kind::Float)
+        .cross_entropy_for_logits(&x.classes))
+}
+
+/// The dual encoder's inputs as the trainer's step takes them (every sample has both an
+/// image and a text).
+fn tensor_batch(x: &Inputs) -> TensorBatch {
+    let b = x.images.size()[0] as usize;
+    TensorBatch {
+        images: x.images.shallow_clone(),
+        input_ids: x.input_ids.shallow_clone(),
+        attention_mask: x.attention_mask.shallow_clone(),
+        labels: x.labels.shallow_clone(),
+        has_image: vec![true; b],
+        has_text: vec![true; b],
+        ids: (0..b).map(|i| i.to_string()).collect(),
+    }
 }
 
 fn synchronize(device: Device) {
@@ -318,12 +316,20 @@ fn step(args: &StepArgs) -> Result<()> {
     );
     optimizer.set_fused(!args.no_fused);
     let inputs = Inputs::new(args, device);
-    // The training default; the codes come from `label_code`, valid by construction, so the
-    // label check (a device synchronisation) is off as in the trainer.
-    let loss_cfg = ItlLossConfig {
-        check_labels: false,
-        ..ItlLossConfig::default()
+    // The trainer's step with the training default loss; the codes come from `label_code`,
+    // valid by construction, so the label check (a device synchronisation) is off as in the
+    // trainer. No prompts: the models here have none.
+    let step_cfg = StepConfig {
+        contrastive: Contrastive::Itl(ItlLossConfig {
+            check_labels: false,
+            ..ItlLossConfig::default()
+        }),
+        prompt_weight: 0.0,
+        class_index: Vec::new(),
+        accum_steps: 1,
+        autocast: bf16.then_some(Kind::BFloat16),
     };
+    let batch = tensor_batch(&inputs);
     let trainable = model.vs().trainable_variables();
     let mut dist = if args.dist {
         // The trainer's default buckets and overlap.
@@ -337,24 +343,34 @@ fn step(args: &StepArgs) -> Result<()> {
 
     let mut times = Vec::with_capacity(args.steps);
     let mut phases: [Vec<f64>; 3] = Default::default();
-    let mut last = Tensor::zeros([], (Kind::Float, device));
+    let mut last = f64::NAN;
     for i in 0..args.warmup + args.steps {
         synchronize(device);
         let t0 = Instant::now();
         optimizer.zero_grad();
-        let l = {
-            let _autocast = if bf16 {
-                Some(runtime::autocast(device, Kind::BFloat16)?)
-            } else {
+        // The dual encoder runs the trainer's own step (forward, loss and backward in one
+        // call), so its breakdown has no forward/backward split; the image-only model's has.
+        let t1 = match &model {
+            Model::Dual(m) => {
+                let seed = args.seed.wrapping_add(i as i64);
+                last = step::forward_backward(m, &batch, &step_cfg, seed, dist.as_ref())?.total;
                 None
-            };
-            loss(&model, &inputs, &loss_cfg, dist.as_ref())?
+            }
+            Model::ImageOnly { encoder, fc, .. } => {
+                let l = {
+                    let _autocast = if bf16 {
+                        Some(runtime::autocast(device, Kind::BFloat16)?)
+                    } else {
+                        None
+                    };
+                    image_only_loss(encoder, fc, &inputs)?
+                };
+                let t1 = phase_mark(args.breakdown, device);
+                l.backward();
+                last = l.double_value(&[]);
+                t1
+            }
         };
-        let t1 = phase_mark(args.breakdown, device);
-        if let Some(dist) = &dist {
-            dist.arm()?;
-        }
-        l.backward();
         if let Some(dist) = &mut dist {
             dist.reduce_grads(&trainable)?;
         }
@@ -366,7 +382,9 @@ fn step(args: &StepArgs) -> Result<()> {
             m.clamp_logit_scale(); // as the trainer does after each update
         }
         synchronize(device);
-        if let (Some(t1), Some(t2), true) = (t1, t2, i >= args.warmup) {
+        if let (Some(t2), true) = (t2, i >= args.warmup) {
+            // Without a forward/backward split the first phase holds both.
+            let t1 = t1.unwrap_or(t2);
             phases[0].push((t1 - t0).as_secs_f64());
             phases[1].push((t2 - t1).as_secs_f64());
             phases[2].push(t2.elapsed().as_secs_f64());
@@ -383,9 +401,8 @@ fn step(args: &StepArgs) -> Result<()> {
             dt,
             if i < args.warmup { " (warm-up)" } else { "" }
         );
-        last = l.detach();
     }
-    let loss_value = last.double_value(&[]);
+    let loss_value = last;
     if !loss_value.is_finite() {
         bail!("the loss is {loss_value} after the timed steps");
     }
@@ -433,11 +450,17 @@ fn step(args: &StepArgs) -> Result<()> {
             median_of_sorted(v)
         };
         let [f, b, o] = &mut phases;
-        record["breakdown_s"] = json!({
-            "forward_and_loss": med(f),
-            "backward": med(b),
-            "optimizer": med(o),
-        });
+        record["breakdown_s"] = match model {
+            Model::Dual(_) => json!({
+                "forward_loss_and_backward": med(f),
+                "optimizer": med(o),
+            }),
+            Model::ImageOnly { .. } => json!({
+                "forward_and_loss": med(f),
+                "backward": med(b),
+                "optimizer": med(o),
+            }),
+        };
     }
     let line = serde_json::to_string(&record)?;
     println!("{line}");
