@@ -196,6 +196,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             }
             let mut cmd = crate::cargo(root);
             cmd.args(["bench", "--package", package]);
+            if *package == "umcl-data" {
+                // The decoder the CLI ships with (its default feature), whose speed
+                // docs/benchmarks.md records; alone, umcl-data builds with zune-jpeg.
+                cmd.args(["--features", "libjpeg"]);
+            }
             for b in *benches {
                 cmd.args(["--bench", b]);
             }

@@ -34,7 +34,8 @@ commands:
                      --cuda: the full CUDA torch, for a GPU machine that has no torch of its own
   test               cargo fmt --check, clippy -D warnings, every test in the workspace
   test --release     the tests of the crates whose numerics or allocations depend on the
-                     optimiser (umcl-data, umcl-losses, umcl-models, the umcl CLI), in release
+                     optimiser (umcl-data, umcl-losses, umcl-models, umcl-torch-ext with the
+                     CPU-heap test, the umcl CLI), in release
   publish-check      cargo package (with verification) of every library crate, then a scratch
                      project outside the workspace builds and runs the examples of umcl-data
                      and umcl-losses against the packaged crates
@@ -185,7 +186,13 @@ pub(crate) fn status(cmd: &mut Command) -> Result<()> {
 /// The packages `cargo xtask test --release` runs: those whose numerics or allocation
 /// behaviour can change with optimisation (float code, allocation elision), and the CLI tests
 /// that train, resume and run ranks with the release build users run.
-const RELEASE_TEST_PACKAGES: [&str; 4] = ["umcl-data", "umcl-losses", "umcl-models", "umcl"];
+const RELEASE_TEST_PACKAGES: [&str; 5] = [
+    "umcl-data",
+    "umcl-losses",
+    "umcl-models",
+    "umcl-torch-ext",
+    "umcl",
+];
 
 fn test_release(root: &Path) -> Result<()> {
     setup::ensure(root, false)?;

@@ -21,3 +21,4 @@ pub mod sources;
 pub mod split;
 pub mod synth;
 pub mod tokenize;
+pub mod unify;

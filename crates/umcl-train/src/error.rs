@@ -26,6 +26,10 @@ pub enum TrainError {
     /// The backend could not start.
     #[error(transparent)]
     Backend(#[from] umcl_torch_ext::runtime::BackendError),
+    /// The run cannot be set up from its configuration and data (too few samples for a
+    /// batch, an unknown encoder, a CUDA device that is not there).
+    #[error("set-up: {0}")]
+    Setup(String),
     /// A metric could not be computed.
     #[error("evaluation: {0}")]
     Eval(String),
@@ -58,6 +62,10 @@ pub enum TrainError {
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Tch(#[from] tch::TchError),
+    /// A libtorch function reached through umcl-torch-ext's bridge failed (the fused AdamW
+    /// update, for example).
+    #[error(transparent)]
+    Ext(#[from] umcl_torch_ext::ExtError),
     /// Distributed setup or communication failed (a bad launch environment, a rank that
     /// stopped answering, a timeout).
     #[error("distributed: {0}")]

@@ -132,7 +132,7 @@ pub fn forward_backward(
     };
     let n = batch.ids.len() as i64;
     if n == 0 {
-        return Err(TrainError::Eval("empty batch".into()));
+        return Err(TrainError::Setup("empty batch".into()));
     }
     let micro = micro_batches(cfg.accum_steps.max(1) as i64, n);
     let encode = |j: usize| -> Result<(Tensor, Tensor), TrainError> {
@@ -224,7 +224,7 @@ pub fn forward_backward(
         values.get_or_insert(out.values);
     }
     running.keep_finished();
-    values.ok_or_else(|| TrainError::Eval("empty batch".into()))
+    values.ok_or_else(|| TrainError::Setup("empty batch".into()))
 }
 
 fn autocast(cfg: &StepConfig, device: Device) -> Result<Option<AutocastGuard>, TrainError> {

@@ -23,36 +23,22 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 use umcl_data::atomic::write_atomic;
-use umcl_data::augment::Augment;
-use umcl_data::loader::{Loader, LoaderConfig};
-use umcl_data::manifest::Manifest;
-use umcl_data::sample::Sample;
-use umcl_data::schema::Schema;
-use umcl_data::split::{Part, Split, SplitSpec};
-use umcl_data::synth::Synthesizer;
-use umcl_data::tokenize::{Padding, Tokenizer};
-use umcl_losses::ItlLossConfig;
-use umcl_models::bert::BertConfig;
-use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
-use umcl_models::image::ImageEncoderConfig;
-use umcl_models::prompt::PromptConfig;
-use umcl_torch_ext::dist::LaunchEnv;
-use umcl_torch_ext::runtime::{self, BackendConfig, CpuHeap, DeviceRequest};
+use umcl_models::dual::DualEncoder;
 
 use crate::checkpoint::{self, Checkpoints, TrainState};
-use crate::config::{LossKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::distributed::Dist;
 use crate::embed::TensorBatch;
 use crate::error::TrainError;
 use crate::evaluate;
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig, Group};
-use crate::step::{self, Contrastive, StepConfig};
+use crate::setup::Setup;
+use crate::step;
 
 /// Where a run continues from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,32 +96,6 @@ struct StepRecord {
     /// how many started their all-reduce inside the backward pass, and how many there are.
     #[serde(skip_serializing_if = "Option::is_none")]
     grad_buckets_overlapped: Option<[usize; 2]>,
-}
-
-/// Everything the loop needs, built from the configuration.
-struct Setup {
-    device: Device,
-    tokenizer: Arc<Tokenizer>,
-    loader: Loader,
-    val: Vec<Sample>,
-    eval_loader_cfg: LoaderConfig,
-    model: DualEncoder,
-    class_index: Vec<usize>,
-    step: StepConfig,
-    report_only: usize,
-    /// This process's place in a data-parallel run (see [`crate::distributed`]).
-    dist: Option<Dist>,
-}
-
-impl Setup {
-    /// Rank 0, or the only process: the one that writes checkpoints, logs and progress.
-    fn is_main(&self) -> bool {
-        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
-    }
-
-    fn rank_world(&self) -> (usize, usize) {
-        self.dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world()))
-    }
 }
 
 /// The model's variables in name order: the same order on every rank.
@@ -230,7 +190,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     let mut last_logged_loss = f64::NAN;
     let batches_per_epoch = setup.loader.batches_per_epoch() as u64;
     if batches_per_epoch == 0 {
-        return Err(TrainError::Eval(format!(
+        return Err(TrainError::Setup(format!(
             "the training split has fewer samples than one batch ({})",
             cfg.data.batch_size
         )));
@@ -247,7 +207,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         while state.step < total {
             let Some(batch) = epoch.next() else { break };
             let batch = batch?;
-            let b = TensorBatch::from_batch(&batch, setup.device)?;
             let lr = warmup_cosine(
                 state.step,
                 cfg.optim.lr,
@@ -255,40 +214,38 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 total,
                 cfg.optim.min_lr_ratio,
             );
-            let out = step::forward_backward(
-                &setup.model,
-                &b,
-                &setup.step,
-                step_seed(rank_seed(cfg.run.seed, rank), state.step),
-                setup.dist.as_ref(),
+            let seed = step_seed(rank_seed(cfg.run.seed, rank), state.step);
+            let done = try_step(
+                &mut setup,
+                &mut optimizer,
+                &vars,
+                &batch,
+                cfg,
+                lr,
+                seed,
+                state.step,
             )?;
-            kill_hook(state.step, rank);
-            if let Some(dist) = &mut setup.dist {
-                dist.reduce_grads(&vars)?;
-            }
-            let loss_value = out.total;
-            if !loss_value.is_finite() {
-                // Every rank sees the same loss (of the whole batch); rank 0 saves.
-                let saved = if main {
-                    checkpoints.save(&setup.model, &optimizer, &state)?
-                } else {
-                    checkpoints.dir().to_path_buf()
-                };
-                if let Some(p) = &progress {
-                    p.abandon();
+            let (out, grad_norm) = match done {
+                StepDone::Updated { values, grad_norm } => (values, grad_norm),
+                StepDone::NonFinite(value) => {
+                    // Every rank sees the same loss (of the whole batch); rank 0 saves the
+                    // state before this step.
+                    let saved = if main {
+                        checkpoints.save(&setup.model, &optimizer, &state)?
+                    } else {
+                        checkpoints.dir().to_path_buf()
+                    };
+                    if let Some(p) = &progress {
+                        p.abandon();
+                    }
+                    return Err(TrainError::NonFinite {
+                        step: state.step + 1,
+                        value,
+                        saved,
+                    });
                 }
-                return Err(TrainError::NonFinite {
-                    step: state.step + 1,
-                    value: loss_value,
-                    saved,
-                });
-            }
-            let grad_norm = optimizer.clip_grad_norm(cfg.optim.grad_clip);
-            optimizer.step(lr);
-            optimizer.zero_grad();
-            // As open_clip: the cap applies to the parameter after the update, so the forward
-            // pass keeps the scale's gradient at the cap.
-            setup.model.clamp_logit_scale();
+            };
+            let loss_value = out.total;
             state.step += 1;
             state.batch_in_epoch += 1;
             if state.batch_in_epoch >= batches_per_epoch {
@@ -396,27 +353,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         dist.barrier()?;
     }
     let zero_shot = match &cfg.eval.final_manifest {
-        Some(path) if main => {
-            // The model chosen on validation, not simply the last one.
-            let best = checkpoints.dir().join("best").join("model.safetensors");
-            if best.exists() {
-                umcl_models::import::import_safetensors(
-                    &setup.model.vs,
-                    &best,
-                    &umcl_models::import::identity_keys,
-                    false,
-                )?;
-            }
-            let report = evaluate::zero_shot_manifest(
-                &setup.model,
-                path,
-                &setup.tokenizer,
-                &setup.eval_loader_cfg,
-                &cfg.eval.classes,
-                setup.device,
-            )?;
-            Some(report)
-        }
+        Some(path) if main => Some(final_zero_shot(cfg, &setup, &checkpoints, path)?),
         _ => None,
     };
     let summary = RunSummary {
@@ -432,6 +369,80 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         crate::report::write_run_report(&run_dir, cfg, &summary)?;
     }
     Ok(summary)
+}
+
+/// Zero-shot classification of `manifest` with the model chosen on validation (the `best`
+/// checkpoint when there is one), not simply the last one.
+fn final_zero_shot(
+    cfg: &TrainConfig,
+    setup: &Setup,
+    checkpoints: &Checkpoints,
+    manifest: &Path,
+) -> Result<evaluate::ZeroShotReport, TrainError> {
+    let best = checkpoints.dir().join("best").join("model.safetensors");
+    if best.exists() {
+        umcl_models::import::import_safetensors(
+            &setup.model.vs,
+            &best,
+            &umcl_models::import::identity_keys,
+            false,
+        )?;
+    }
+    evaluate::zero_shot_manifest(
+        &setup.model,
+        manifest,
+        &setup.tokenizer,
+        &setup.eval_loader_cfg,
+        &cfg.eval.classes,
+        setup.device,
+    )
+}
+
+/// How a step ended.
+enum StepDone {
+    /// The update was applied.
+    Updated {
+        /// The step's loss values.
+        values: step::StepValues,
+        /// The gradient's global norm before clipping (read only when logged: reading it
+        /// waits for the device).
+        grad_norm: Tensor,
+    },
+    /// The loss was not finite; nothing was updated.
+    NonFinite(f64),
+}
+
+/// One optimisation step on `batch` after `completed` steps: forward and backward passes
+/// (through the data-parallel gather in a distributed run), the gradient all-reduce, the
+/// finite-loss check, clipping, the AdamW update at `lr` and the logit-scale cap. Every
+/// failure is an error, the update's included (`AdamW::try_step`), never a panic.
+#[allow(clippy::too_many_arguments)]
+fn try_step(
+    setup: &mut Setup,
+    optimizer: &mut AdamW,
+    vars: &[Tensor],
+    batch: &umcl_data::loader::Batch,
+    cfg: &TrainConfig,
+    lr: f64,
+    seed: i64,
+    completed: u64,
+) -> Result<StepDone, TrainError> {
+    let b = TensorBatch::from_batch(batch, setup.device)?;
+    let values = step::forward_backward(&setup.model, &b, &setup.step, seed, setup.dist.as_ref())?;
+    kill_hook(completed, setup.rank_world().0);
+    if let Some(dist) = &mut setup.dist {
+        dist.reduce_grads(vars)?;
+    }
+    if !values.total.is_finite() {
+        return Ok(StepDone::NonFinite(values.total));
+    }
+    let grad_norm = optimizer.clip_grad_norm(cfg.optim.grad_clip);
+    optimizer.try_step(lr)?;
+    optimizer.zero_grad();
+    // As open_clip: the cap applies to the parameter after the update, so the forward pass
+    // keeps the scale's gradient at the cap.
+    setup.model.clamp_logit_scale();
+    Ok(StepDone::Updated { values, grad_norm })
 }
 
 /// Test hook for the exact-resume test: with `UMCL_TEST_SIGKILL_AT_STEP=k` the process sends
@@ -479,260 +490,6 @@ pub(crate) fn mix_seed(seed: u64, part: u64) -> i64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     ((z ^ (z >> 31)) >> 1) as i64
-}
-
-impl Setup {
-    fn new(cfg: &TrainConfig) -> Result<Self, TrainError> {
-        let request: DeviceRequest = cfg.run.device.parse()?;
-        let backend = runtime::init(&BackendConfig {
-            device: request,
-            threads: (cfg.run.threads > 0).then_some(cfg.run.threads),
-            cpu_heap: if cfg.run.keep_cpu_memory {
-                CpuHeap::Keep
-            } else {
-                CpuHeap::System
-            },
-        })?;
-        let mut device = backend.device;
-        // Started as a rank (torchrun's variables): a distributed run. On CUDA, rank r of a
-        // node trains on cuda:LOCAL_RANK (NCCL); `cuda` and `auto` mean that device, an
-        // explicit `cuda:N` must be it.
-        let launch = LaunchEnv::from_env()?;
-        if let (Device::Cuda(_), Some(env)) = (device, &launch) {
-            if matches!(request, DeviceRequest::Auto | DeviceRequest::Cuda(0)) {
-                let visible = tch::Cuda::device_count().max(0) as usize;
-                if env.local_rank >= visible {
-                    return Err(TrainError::Eval(format!(
-                        "LOCAL_RANK={} but only {visible} CUDA device(s) are visible",
-                        env.local_rank
-                    )));
-                }
-                device = Device::Cuda(env.local_rank);
-            }
-        }
-        let dist = launch
-            .map(|env| Dist::join(cfg, &env, device))
-            .transpose()?;
-        tch::manual_seed(cfg.run.seed as i64);
-        let schema = Schema::chest_xray();
-        let manifest = Manifest::read(&cfg.data.manifest)?;
-        manifest.header.check_schema(&schema, &cfg.data.manifest)?;
-        let (tokenizer_path, text_dir) = match &cfg.model.text_dir {
-            Some(dir) => (dir.join("tokenizer.json"), Some(dir.clone())),
-            None => (
-                cfg.model.tokenizer.clone().ok_or_else(|| {
-                    TrainError::Config(crate::config::ConfigError::Invalid {
-                        key: "model.tokenizer".into(),
-                        reason: "needed when model.text_dir is not given".into(),
-                    })
-                })?,
-                None,
-            ),
-        };
-        let tokenizer = Arc::new(Tokenizer::from_file(
-            &tokenizer_path,
-            cfg.data.max_text_len,
-        )?);
-
-        // Unification: labels for reports without labels, reports for labels without text.
-        let mut samples = manifest.samples;
-        if cfg.data.label_reports {
-            let labeler = umcl_data::labeler::Labeler::builtin();
-            for s in &mut samples {
-                if !s.has_labels() {
-                    if let Some(text) = &s.text {
-                        s.labels = labeler.label(text).0.to_vec();
-                    }
-                }
-            }
-        }
-        // Labels without text: a synthesised report, drawn anew each epoch by the loader
-        // (`data.resample_text`), or once here.
-        let synth = Arc::new(Synthesizer::builtin(&schema)?);
-        let resample = cfg.data.synthesize_text && cfg.data.resample_text;
-        if cfg.data.synthesize_text && !resample {
-            for s in &mut samples {
-                if s.text.is_none() && s.has_labels() {
-                    s.text = Some(synth.synthesize_for(&s.id, &s.labels, cfg.run.seed));
-                }
-            }
-        }
-        let unusable = samples
-            .iter()
-            .filter(|s| s.image.is_none() && s.text.is_none() && !(resample && s.has_labels()))
-            .count();
-        if unusable > 0 {
-            return Err(TrainError::Eval(format!(
-                "{unusable} samples of {} have neither image nor text",
-                cfg.data.manifest.display()
-            )));
-        }
-        let report_only = samples.iter().filter(|s| s.image.is_none()).count();
-
-        // Patient-level split: the manifest's split file when present, else a new one.
-        let split_path = umcl_data::split::split_path(&cfg.data.manifest);
-        let split = if split_path.exists() {
-            Split::read(&split_path)?
-        } else {
-            let f = cfg.data.val_fraction;
-            let split = Split::new(&samples, SplitSpec::new(cfg.run.seed, [1.0 - f, f, 0.0])?);
-            split.write(&split_path, &cfg.data.manifest)?;
-            split
-        };
-        let part_of = split.lookup();
-        let mut train = Vec::new();
-        let mut val = Vec::new();
-        for s in samples {
-            match part_of.get(s.id.as_str()) {
-                Some(Part::Train) => train.push(s),
-                Some(Part::Val) => val.push(s),
-                _ => {}
-            }
-        }
-        if train.len() < cfg.data.batch_size {
-            return Err(TrainError::Eval(format!(
-                "the training split has {} samples, fewer than one batch ({})",
-                train.len(),
-                cfg.data.batch_size
-            )));
-        }
-
-        let loader_cfg = LoaderConfig {
-            batch_size: cfg.data.batch_size,
-            threads: cfg.data.workers,
-            prefetch: cfg.data.prefetch,
-            seed: cfg.run.seed,
-            shuffle: true,
-            drop_last: true,
-            skip_bad: cfg.data.skip_bad,
-            preprocess: umcl_data::images::Preprocess {
-                size: cfg.data.image_size,
-                ..Default::default()
-            },
-            augment: cfg.data.augment.then(Augment::default),
-            padding: Padding::Longest,
-            synthesize: resample.then(|| synth.clone()),
-        };
-        let eval_loader_cfg = LoaderConfig {
-            shuffle: false,
-            drop_last: false,
-            augment: None,
-            ..loader_cfg.clone()
-        };
-        let loader = Loader::new(train, Some(tokenizer.clone()), loader_cfg)?;
-
-        // The model.
-        let image = ImageEncoderConfig::preset(&cfg.model.image).ok_or_else(|| {
-            TrainError::Eval(format!("unknown image encoder `{}`", cfg.model.image))
-        })?;
-        let text = match &text_dir {
-            Some(dir) => umcl_models::bert::BertConfig::from_file(&dir.join("config.json"))?,
-            None => {
-                let mut t = BertConfig::preset(&cfg.model.text_preset).ok_or_else(|| {
-                    TrainError::Eval(format!("unknown text encoder `{}`", cfg.model.text_preset))
-                })?;
-                t.vocab_size = tokenizer.vocab_size() as i64;
-                t
-            }
-        };
-        let mut text = text;
-        if let Some(p) = cfg.model.text_dropout {
-            text.hidden_dropout_prob = p;
-            text.attention_probs_dropout_prob = p;
-        }
-        let mut dual = DualConfig::new(image, text);
-        dual.embed_dim = cfg.model.embed_dim;
-        dual.tokenizer = Some(tokenizer_path.clone());
-        let class_index = evaluate::class_indices(&schema, &cfg.eval.classes)?;
-        if cfg.model.prompt_ctx > 0 {
-            let templates = umcl_data::synth::PromptTemplates::builtin();
-            dual.classes = cfg
-                .eval
-                .classes
-                .iter()
-                .map(|k| {
-                    let name = templates.finding_name(&schema, k)?;
-                    let token_ids = tokenizer.encode_plain(&name)?;
-                    Ok(ClassName { name, token_ids })
-                })
-                .collect::<Result<_, TrainError>>()?;
-            dual.prompt = Some(PromptConfig {
-                n_ctx: cfg.model.prompt_ctx,
-                class_specific: cfg.model.prompt_class_specific,
-                ..PromptConfig::default()
-            });
-        }
-        let model = DualEncoder::new(&dual, device)?;
-        if let Some(dir) = &text_dir {
-            umcl_models::import::import_safetensors(
-                &model.vs,
-                &dir.join("model.safetensors"),
-                &|k| match umcl_models::bert::bert_keys(k) {
-                    umcl_models::import::KeyAction::Load(name) => {
-                        umcl_models::import::KeyAction::Load(format!("text.{name}"))
-                    }
-                    other => other,
-                },
-                true,
-            )?;
-        }
-        if let Some(weights) = &cfg.model.image_weights {
-            umcl_models::import::import_safetensors(
-                &model.vs,
-                weights,
-                &|k| match umcl_models::resnet::torchvision_keys(k) {
-                    umcl_models::import::KeyAction::Load(name) => {
-                        umcl_models::import::KeyAction::Load(format!("image.{name}"))
-                    }
-                    other => other,
-                },
-                true,
-            )?;
-        }
-        if cfg.model.freeze_text {
-            model.freeze_text();
-        }
-        if cfg.model.freeze_image {
-            model.freeze_image();
-        }
-        let loss_cfg = ItlLossConfig {
-            target: cfg.loss.target,
-            similarity: cfg.loss.similarity,
-            uncertain: cfg.loss.uncertain,
-            label_temperature: cfg.loss.label_temperature,
-            false_negative_threshold: (cfg.loss.false_negative_threshold > 0.0)
-                .then_some(cfg.loss.false_negative_threshold),
-            chunk_size: (cfg.loss.chunk_size > 0).then_some(cfg.loss.chunk_size),
-            // The loader's label codes are umcl-data's `LabelState::code` values, valid by
-            // construction: no need for the check's device synchronisation.
-            check_labels: false,
-            ..ItlLossConfig::default()
-        };
-        loss_cfg.validate()?;
-        let step = StepConfig {
-            contrastive: match cfg.loss.kind {
-                LossKind::Clip => Contrastive::Clip,
-                LossKind::Itl => Contrastive::Itl(loss_cfg),
-            },
-            prompt_weight: cfg.loss.prompt_weight,
-            class_index: class_index.clone(),
-            accum_steps: cfg.data.accum_steps,
-            // bf16 autocast for the encoders on CUDA; the losses compute in fp32 regardless.
-            autocast: (matches!(device, Device::Cuda(_)) && cfg.run.bf16).then_some(Kind::BFloat16),
-        };
-        Ok(Self {
-            device,
-            tokenizer,
-            loader,
-            val,
-            eval_loader_cfg,
-            model,
-            class_index,
-            step,
-            report_only,
-            dist,
-        })
-    }
 }
 
 fn make_optimizer(model: &DualEncoder, cfg: &TrainConfig) -> AdamW {
