@@ -84,38 +84,29 @@ pub fn prepare(
         HashMap::new()
     };
     let mut collector = Collector::new(read);
-    while let Some(row) = table.next_row()? {
-        let (line, sample) = match row {
-            Err(err) => (0, Err(err)),
-            Ok(row) => {
-                let sample = (|| {
-                    let name = row.required(image_col)?;
-                    let mut sample = Sample::new(name, "chestx-ray14", schema);
-                    sample.patient_id = Some(row.required(patient_col)?.to_string());
-                    let image = index
-                        .get(name)
-                        .cloned()
-                        .unwrap_or_else(|| root.join("images").join(name));
-                    sample.image = Some(check_image(read, image, csv_path, row.line)?);
-                    for &index in &covered {
-                        sample.labels[index] = LabelState::Negative;
-                    }
-                    let findings = row.required(labels_col)?;
-                    for finding in findings.split('|').map(str::trim).filter(|f| !f.is_empty()) {
-                        let targets = schema.lookup("chestx-ray14", finding).ok_or_else(|| {
-                            row.error(format!("unknown finding `{finding}` in `Finding Labels`"))
-                        })?;
-                        for &index in targets {
-                            sample.labels[index] = LabelState::Positive;
-                        }
-                    }
-                    read_meta(&row, &meta_cols, &mut sample)?;
-                    Ok(Some(sample))
-                })();
-                (row.line, sample)
+    collector.read_rows(&mut table, csv_path, |row, read| {
+        let name = row.required(image_col)?;
+        let mut sample = Sample::new(name, "chestx-ray14", schema);
+        sample.patient_id = Some(row.required(patient_col)?.to_string());
+        let image = index
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| root.join("images").join(name));
+        sample.image = Some(check_image(read, image, csv_path, row.line)?);
+        for &index in &covered {
+            sample.labels[index] = LabelState::Negative;
+        }
+        let findings = row.required(labels_col)?;
+        for finding in findings.split('|').map(str::trim).filter(|f| !f.is_empty()) {
+            let targets = schema.lookup("chestx-ray14", finding).ok_or_else(|| {
+                row.error(format!("unknown finding `{finding}` in `Finding Labels`"))
+            })?;
+            for &index in targets {
+                sample.labels[index] = LabelState::Positive;
             }
-        };
-        collector.accept(csv_path, line, sample)?;
-    }
+        }
+        read_meta(row, &meta_cols, &mut sample)?;
+        Ok(Some(sample))
+    })?;
     Ok(collector.finish())
 }

@@ -90,40 +90,24 @@ pub fn prepare(options: &ChexpertOptions, schema: &Schema, read: ReadOptions) ->
             ],
         );
         let csv_dir = dir_of(csv_path);
-        while let Some(row) = table.next_row()? {
-            let (line, sample) = match row {
-                Err(err) => (0, Err(err)),
-                Ok(row) => {
-                    let sample = (|| {
-                        let rel = row.required(path_col)?;
-                        let mut sample = Sample::new(rel, "chexpert", schema);
-                        let patient = Path::new(rel)
-                            .components()
-                            .filter_map(|c| c.as_os_str().to_str())
-                            .find(|c| c.starts_with("patient"))
-                            .ok_or_else(|| {
-                                row.error(format!("no `patientNNNNN` component in Path `{rel}`"))
-                            })?;
-                        sample.patient_id = Some(patient.to_string());
-                        let root = options
-                            .image_root
-                            .clone()
-                            .unwrap_or_else(|| image_root_for(&csv_dir, rel));
-                        sample.image = Some(check_image(
-                            collector.options(),
-                            root.join(rel),
-                            csv_path,
-                            row.line,
-                        )?);
-                        read_observations(&row, &labels, &mut sample)?;
-                        read_meta(&row, &meta_cols, &mut sample)?;
-                        Ok(Some(sample))
-                    })();
-                    (row.line, sample)
-                }
-            };
-            collector.accept(csv_path, line, sample)?;
-        }
+        collector.read_rows(&mut table, csv_path, |row, read| {
+            let rel = row.required(path_col)?;
+            let mut sample = Sample::new(rel, "chexpert", schema);
+            let patient = Path::new(rel)
+                .components()
+                .filter_map(|c| c.as_os_str().to_str())
+                .find(|c| c.starts_with("patient"))
+                .ok_or_else(|| row.error(format!("no `patientNNNNN` component in Path `{rel}`")))?;
+            sample.patient_id = Some(patient.to_string());
+            let root = options
+                .image_root
+                .clone()
+                .unwrap_or_else(|| image_root_for(&csv_dir, rel));
+            sample.image = Some(check_image(read, root.join(rel), csv_path, row.line)?);
+            read_observations(row, &labels, &mut sample)?;
+            read_meta(row, &meta_cols, &mut sample)?;
+            Ok(Some(sample))
+        })?;
     }
     Ok(collector.finish())
 }

@@ -58,55 +58,46 @@ pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Re
         .clone()
         .unwrap_or_else(|| dir_of(csv_path));
     let mut collector = Collector::new(read);
-    while let Some(row) = table.next_row()? {
-        let (line, sample) = match row {
-            Err(err) => (0, Err(err)),
-            Ok(row) => {
-                let sample = (|| {
-                    if let Some(col) = modality_col {
-                        let modality = row.get(col)?;
-                        if !modality.is_empty() && !modality.eq_ignore_ascii_case("x-ray") {
-                            return Err(row.error(format!(
-                                "modality `{modality}` is not an X-ray (pass --skip-bad to leave such rows out)"
-                            )));
-                        }
-                    }
-                    let rel = match image_col {
-                        Some(col) => row.required(col)?.to_string(),
-                        None => format!("images/{}", row.required(filename_col)?),
-                    };
-                    let id = Path::new(&rel)
-                        .file_stem()
-                        .and_then(|s| s.to_str())
-                        .unwrap_or(&rel)
-                        .to_string();
-                    let mut sample = Sample::new(id, "covid-cxr", schema);
-                    sample.patient_id = Some(row.required(patient_col)?.to_string());
-                    sample.image = Some(check_image(read, root.join(&rel), csv_path, row.line)?);
-                    sample.set_text(row.get(notes_col)?);
-                    let finding = row.required(finding_col)?;
-                    for part in finding
-                        .split([',', '/'])
-                        .map(str::trim)
-                        .filter(|p| !p.is_empty())
-                    {
-                        let targets = schema.lookup("covid-cxr", part).ok_or_else(|| {
-                            row.error(format!(
-                                "unknown finding `{part}` in `finding` (`{finding}`)"
-                            ))
-                        })?;
-                        for &index in targets {
-                            sample.labels[index] = LabelState::Positive;
-                        }
-                    }
-                    sample.meta.insert("finding".into(), finding.to_string());
-                    read_meta(&row, &meta_cols, &mut sample)?;
-                    Ok(Some(sample))
-                })();
-                (row.line, sample)
+    collector.read_rows(&mut table, csv_path, |row, read| {
+            if let Some(col) = modality_col {
+                let modality = row.get(col)?;
+                if !modality.is_empty() && !modality.eq_ignore_ascii_case("x-ray") {
+                    return Err(row.error(format!(
+                        "modality `{modality}` is not an X-ray (pass --skip-bad to leave such rows out)"
+                    )));
+                }
             }
-        };
-        collector.accept(csv_path, line, sample)?;
-    }
+            let rel = match image_col {
+                Some(col) => row.required(col)?.to_string(),
+                None => format!("images/{}", row.required(filename_col)?),
+            };
+            let id = Path::new(&rel)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or(&rel)
+                .to_string();
+            let mut sample = Sample::new(id, "covid-cxr", schema);
+            sample.patient_id = Some(row.required(patient_col)?.to_string());
+            sample.image = Some(check_image(read, root.join(&rel), csv_path, row.line)?);
+            sample.set_text(row.get(notes_col)?);
+            let finding = row.required(finding_col)?;
+            for part in finding
+                .split([',', '/'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                let targets = schema.lookup("covid-cxr", part).ok_or_else(|| {
+                    row.error(format!(
+                        "unknown finding `{part}` in `finding` (`{finding}`)"
+                    ))
+                })?;
+                for &index in targets {
+                    sample.labels[index] = LabelState::Positive;
+                }
+            }
+            sample.meta.insert("finding".into(), finding.to_string());
+            read_meta(row, &meta_cols, &mut sample)?;
+            Ok(Some(sample))
+    })?;
     Ok(collector.finish())
 }

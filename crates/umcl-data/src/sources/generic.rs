@@ -307,19 +307,13 @@ pub fn prepare(options: &GenericOptions, schema: &Schema, read: ReadOptions) -> 
                 .enumerate()
                 .map(|(i, h)| (h.clone(), i))
                 .collect();
-            while let Some(row) = table.next_row()? {
-                let (line, sample) = match row {
-                    Err(err) => (0, Err(err)),
-                    Ok(row) => {
-                        let record = CsvRecord {
-                            row: &row,
-                            table_cols: &table_cols,
-                        };
-                        (row.line, plan.sample(&record, row.line).map(Some))
-                    }
+            collector.read_rows(&mut table, path, |row, _| {
+                let record = CsvRecord {
+                    row,
+                    table_cols: &table_cols,
                 };
-                collector.accept(path, line, sample)?;
-            }
+                plan.sample(&record, row.line).map(Some)
+            })?;
         }
         GenericFormat::Jsonl => {
             plan.resolve_labels(None, path)?;

@@ -136,52 +136,43 @@ pub fn prepare(options: &MimicOptions, schema: &Schema, read: ReadOptions) -> Re
     let view_col = table.optional_column("ViewPosition");
     // Images of one study are adjacent in the metadata file: read each report once.
     let mut last_report: Option<(String, Result<Option<String>>)> = None;
-    while let Some(row) = table.next_row()? {
-        let (line, sample) = match row {
-            Err(err) => (0, Err(err)),
-            Ok(row) => {
-                let sample = (|| {
-                    let dicom = row.required(dicom_col)?;
-                    let subject = mimic_id(&row, subject_col, "subject_id")?;
-                    let study = mimic_id(&row, study_col, "study_id")?;
-                    let mut sample = Sample::new(dicom, "mimic-cxr", schema);
-                    let dir = study_dir(&subject, &study);
-                    sample.image = Some(check_image(
-                        read,
-                        root.join(&dir).join(format!("{dicom}.jpg")),
-                        &metadata_path,
-                        row.line,
-                    )?);
-                    if let Some(reports_root) = &reports_root {
-                        if last_report.as_ref().map(|(s, _)| s) != Some(&study) {
-                            let path = reports_root.join(dir.with_extension("txt"));
-                            last_report = Some((study.clone(), read_report(&path)));
-                        }
-                        if let Some((_, report)) = &last_report {
-                            match report {
-                                Ok(text) => sample.text = text.clone(),
-                                Err(err) => return Err(row.error(err.to_string())),
-                            }
-                        }
-                    }
-                    if let Some(states) = labels.get(&(subject.clone(), study.clone())) {
-                        sample.labels = states.clone();
-                    }
-                    sample.patient_id = Some(subject);
-                    sample.meta.insert("study_id".into(), study);
-                    if let Some(col) = view_col {
-                        let view = row.get(col)?;
-                        if !view.is_empty() {
-                            sample.meta.insert("view".into(), view.to_string());
-                        }
-                    }
-                    Ok(Some(sample))
-                })();
-                (row.line, sample)
+    collector.read_rows(&mut table, &metadata_path, |row, read| {
+        let dicom = row.required(dicom_col)?;
+        let subject = mimic_id(row, subject_col, "subject_id")?;
+        let study = mimic_id(row, study_col, "study_id")?;
+        let mut sample = Sample::new(dicom, "mimic-cxr", schema);
+        let dir = study_dir(&subject, &study);
+        sample.image = Some(check_image(
+            read,
+            root.join(&dir).join(format!("{dicom}.jpg")),
+            &metadata_path,
+            row.line,
+        )?);
+        if let Some(reports_root) = &reports_root {
+            if last_report.as_ref().map(|(s, _)| s) != Some(&study) {
+                let path = reports_root.join(dir.with_extension("txt"));
+                last_report = Some((study.clone(), read_report(&path)));
             }
-        };
-        collector.accept(&metadata_path, line, sample)?;
-    }
+            if let Some((_, report)) = &last_report {
+                match report {
+                    Ok(text) => sample.text = text.clone(),
+                    Err(err) => return Err(row.error(err.to_string())),
+                }
+            }
+        }
+        if let Some(states) = labels.get(&(subject.clone(), study.clone())) {
+            sample.labels = states.clone();
+        }
+        sample.patient_id = Some(subject);
+        sample.meta.insert("study_id".into(), study);
+        if let Some(col) = view_col {
+            let view = row.get(col)?;
+            if !view.is_empty() {
+                sample.meta.insert("view".into(), view.to_string());
+            }
+        }
+        Ok(Some(sample))
+    })?;
     Ok(collector.finish())
 }
 

@@ -187,8 +187,25 @@ impl Collector {
         }
     }
 
-    pub(crate) fn options(&self) -> ReadOptions {
-        self.options
+    /// The loop every CSV adapter runs: each row of `table` (read from `path`) goes through
+    /// `read_row`, which makes it a sample, nothing, or an error at the row's line; an
+    /// unreadable row is an error too. Errors stop the read, or are counted skips with
+    /// `skip_bad`, as in [`accept`](Self::accept).
+    pub(crate) fn read_rows(
+        &mut self,
+        table: &mut CsvTable,
+        path: &Path,
+        mut read_row: impl FnMut(&CsvRow<'_>, ReadOptions) -> Result<Option<Sample>>,
+    ) -> Result<()> {
+        let options = self.options;
+        while let Some(row) = table.next_row()? {
+            let (line, sample) = match row {
+                Err(err) => (0, Err(err)),
+                Ok(row) => (row.line, read_row(&row, options)),
+            };
+            self.accept(path, line, sample)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn finish(self) -> Prepared {
