@@ -32,7 +32,8 @@ usage: cargo xtask <command> [options]
 commands:
   setup [--cuda]     install torch into .venv and lay out .libtorch (idempotent, offline when done)
                      --cuda: the full CUDA torch, for a GPU machine that has no torch of its own
-  test               cargo fmt --check, clippy -D warnings, every test in the workspace
+  test               cargo fmt --check, clippy -D warnings, cargo doc -D warnings, every test
+                     in the workspace
   test --release     the tests of the crates whose numerics or allocations depend on the
                      optimiser (umcl-data, umcl-losses, umcl-models, umcl-torch-ext with the
                      CPU-heap test, the umcl CLI), in release
@@ -226,9 +227,15 @@ fn test(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // Every public item's rustdoc, links included, as `cargo doc` shows it.
+    status(
+        cargo(root)
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     status(cargo(root).args(["test", "--workspace", "--no-fail-fast"]))?;
     eprintln!(
-        "xtask: test: fmt, clippy and all tests passed in {:.0} s",
+        "xtask: test: fmt, clippy, rustdoc and all tests passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())

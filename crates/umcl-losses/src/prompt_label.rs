@@ -21,7 +21,16 @@ use crate::error::LossError;
 use crate::loss::{check_float, normalize};
 use crate::precision::FullPrecision;
 
-/// The prompt-label term (see the [module](self) for the equation).
+/// The prompt-label term: for every embedding `e_r` and class prompt `p_c`,
+/// `z_rc = exp(logit_scale) cos(e_r, p_c)` and
+///
+/// ```text
+/// L = sum_{r,c} w_rc [ softplus(z_rc) - y_rc z_rc ] / max(1, sum_{r,c} w_rc)
+/// ```
+///
+/// with `y_rc = 1` for a positive label and `w_rc = 1` for a known one: positive, negative,
+/// or unmentioned in a sample with some positive or negative finding (as absent); uncertain
+/// findings and unlabelled samples weigh 0.
 ///
 /// - `embeddings`: pairs of `[B, D]` embeddings (image, text, or both) and the `i64` indices
 ///   of the rows that hold one (a sample without an image has a row of zeros, left out);

@@ -90,7 +90,7 @@ impl ProcessGroup {
     ///
     /// NCCL lives in `libtorch_cuda.so`, which umcl loads only at run time, so this group
     /// comes from a separate library, `libumcl_nccl.so` (built by `cargo xtask nccl` or
-    /// `cargo xtask gpu-bundle`), found as described in [`nccl_library_candidates`]. Without
+    /// `cargo xtask gpu-bundle`), found as described in [`nccl_library_candidates`](super::nccl_library_candidates). Without
     /// it, or without CUDA, this returns an error saying which.
     pub fn nccl(
         store: Store,

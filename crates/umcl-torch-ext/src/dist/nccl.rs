@@ -17,7 +17,7 @@ pub(super) type NcclNew = unsafe extern "C" fn(
     out: *mut *mut c_void,
 ) -> *mut std::ffi::c_char;
 
-/// Where [`ProcessGroup::nccl`] looks for [`NCCL_LIBRARY`], in order: the file named by
+/// Where [`ProcessGroup::nccl`](super::ProcessGroup::nccl) looks for [`NCCL_LIBRARY`], in order: the file named by
 /// `UMCL_NCCL_LIB` (alone, when set); else next to the running executable, in `../lib/` of it
 /// (the GPU bundle's layout) and in `../nccl/` of it (`target/nccl/`, where `cargo xtask nccl`
 /// puts it for `target/release/umcl`).
