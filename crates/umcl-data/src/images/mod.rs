@@ -159,9 +159,13 @@ impl GrayImage {
             path: path.to_path_buf(),
             message,
         })?;
+        // The error already names the path: keep only the cause, or the message says it twice.
         crate::atomic::write_atomic(path, &bytes).map_err(|err| ImageError::Write {
             path: path.to_path_buf(),
-            message: err.to_string(),
+            message: match err {
+                crate::error::DataError::Io { err, .. } => err.to_string(),
+                other => other.to_string(),
+            },
         })
     }
 
