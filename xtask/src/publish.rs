@@ -146,7 +146,8 @@ fn scratch_project(
     version: &str,
     target: &Path,
 ) -> Result<()> {
-    let packaged = |name: &str| root.join(format!("target/package/{name}-{version}"));
+    // `cargo package` unpacks what it verified under its target folder's `package/`.
+    let packaged = |name: &str| target.join(format!("package/{name}-{version}"));
     let mut manifest = String::from(
         "[package]\nname = \"umcl-outside-check\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
          publish = false\n\n[workspace]\n\n[dependencies]\n",
