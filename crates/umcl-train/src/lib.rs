@@ -21,6 +21,7 @@ pub mod evaluate;
 pub mod meta_task;
 pub mod optim;
 pub mod report;
+mod run_log;
 mod setup;
 pub mod step;
 pub mod trainer;

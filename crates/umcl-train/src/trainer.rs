@@ -21,9 +21,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::Serialize;
 use tch::Tensor;
@@ -32,11 +30,11 @@ use umcl_models::dual::DualEncoder;
 
 use crate::checkpoint::{self, Checkpoints, TrainState};
 use crate::config::TrainConfig;
-use crate::distributed::Dist;
 use crate::embed::TensorBatch;
 use crate::error::TrainError;
 use crate::evaluate;
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig, Group};
+use crate::run_log::RunLog;
 use crate::setup::Setup;
 use crate::step;
 
@@ -77,27 +75,6 @@ pub struct RunSummary {
     pub data_wait_share: f64,
 }
 
-/// The record of one logged step in `metrics.jsonl`.
-#[derive(Debug, Clone, Serialize)]
-struct StepRecord {
-    kind: &'static str,
-    step: u64,
-    loss: f64,
-    contrastive: f64,
-    prompt: f64,
-    lr: f64,
-    grad_norm: f64,
-    logit_scale: f64,
-    samples_per_second: f64,
-    data_wait_share: f64,
-    masked_pairs: i64,
-    mean_positives: f64,
-    /// Data-parallel runs with `dist.overlap`: of this rank's gradient buckets in this step,
-    /// how many started their all-reduce inside the backward pass, and how many there are.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grad_buckets_overlapped: Option<[usize; 2]>,
-}
-
 /// The model's variables in name order: the same order on every rank.
 fn vars_by_name(model: &DualEncoder) -> Vec<Tensor> {
     let mut named: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
@@ -106,88 +83,31 @@ fn vars_by_name(model: &DualEncoder) -> Vec<Tensor> {
 }
 
 /// Trains as configured; writes the run directory `<run.out_dir>/<run.name>`.
+///
+/// The loop reads as the run does: find where to start, build everything ([`Setup`]), then
+/// per batch one [`try_step`], a log line ([`RunLog`]) and, when due, validation and a
+/// checkpoint ([`validate_and_save`]).
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
     let run_dir = cfg.run.out_dir.join(&cfg.run.name);
     let checkpoints = Checkpoints::new(&run_dir, cfg.run.keep_last);
-    let resume_from = match &opts.resume {
-        None => None,
-        Some(Resume::From(p)) => Some(p.clone()),
-        Some(Resume::Latest) => {
-            Some(checkpoints.latest().ok_or_else(|| TrainError::Checkpoint {
-                path: checkpoints.dir().to_path_buf(),
-                message: "no checkpoint to resume from".into(),
-            })?)
-        }
-    };
-    if resume_from.is_none() && checkpoints.latest().is_some() {
-        return Err(TrainError::Checkpoint {
-            path: checkpoints.dir().to_path_buf(),
-            message: "the run directory already has checkpoints: resume with --resume latest, \
-                      or choose another run.name"
-                .into(),
-        });
-    }
+    let resume_from = resume_point(&checkpoints, opts)?;
     let mut setup = Setup::new(cfg)?;
     let main = setup.is_main();
-    let (rank, world) = setup.rank_world();
     if main {
         fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
         write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     }
-
     let mut optimizer = make_optimizer(&setup.model, cfg);
-    let mut state = TrainState {
-        step: 0,
-        epoch: 0,
-        batch_in_epoch: 0,
-        samples_seen: 0,
-        best: None,
-        config: cfg.to_toml(),
-    };
-    if let Some(path) = &resume_from {
-        state = checkpoint::restore(path, &setup.model, &mut optimizer)?;
-        if !opts.quiet && main {
-            eprintln!("resuming from {} at step {}", path.display(), state.step);
-        }
-    }
-    let vars = vars_by_name(&setup.model);
-    if let Some(dist) = &mut setup.dist {
-        // Every rank starts from rank 0's weights (the same checkpoint on resume).
-        dist.broadcast_vars(&vars)?;
-        dist.hook_grads(&vars)?;
-        if !opts.quiet && main {
-            eprintln!(
-                "data-parallel run: {world} ranks of {} samples",
-                cfg.data.batch_size / world
-            );
-        }
-    }
-    let mut metrics = if main {
-        Some(MetricsLog::open(
-            &run_dir.join("metrics.jsonl"),
-            state.step,
-        )?)
-    } else {
-        None
-    };
-    if setup.report_only > 0 && !opts.quiet && main {
-        eprintln!(
+    let mut state = start_state(cfg, resume_from.as_deref(), &setup, &mut optimizer, opts)?;
+    let vars = join_ranks(&mut setup, cfg, opts)?;
+    let mut log = RunLog::start(cfg, opts.quiet, main, &run_dir, state.step)?;
+    if setup.report_only > 0 {
+        log.note(&format!(
             "{} report-only samples (no image) train the prompt term only",
             setup.report_only
-        );
+        ));
     }
-
-    let total = cfg.run.steps;
-    let progress = if main {
-        progress_bar(cfg, opts, state.step)
-    } else {
-        None
-    };
-    let started = Instant::now();
-    let mut waited = std::time::Duration::ZERO;
-    let mut window = (0.0f64, 0u64);
-    let mut last_logged_loss = f64::NAN;
     let batches_per_epoch = setup.loader.batches_per_epoch() as u64;
     if batches_per_epoch == 0 {
         return Err(TrainError::Setup(format!(
@@ -195,159 +115,18 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             cfg.data.batch_size
         )));
     }
-    let mut samples_this_run = 0u64;
-    while state.step < total {
-        let first = state.batch_in_epoch as usize;
-        let mut epoch = match &setup.dist {
-            Some(d) => setup
-                .loader
-                .epoch_shard(state.epoch, first, d.rank(), d.world()),
-            None => setup.loader.epoch_from(state.epoch, first),
-        };
-        while state.step < total {
-            let Some(batch) = epoch.next() else { break };
-            let batch = batch?;
-            let lr = warmup_cosine(
-                state.step,
-                cfg.optim.lr,
-                cfg.optim.warmup_steps,
-                total,
-                cfg.optim.min_lr_ratio,
-            );
-            let seed = step_seed(rank_seed(cfg.run.seed, rank), state.step);
-            let done = try_step(
-                &mut setup,
-                &mut optimizer,
-                &vars,
-                &batch,
-                cfg,
-                lr,
-                seed,
-                state.step,
-            )?;
-            let (out, grad_norm) = match done {
-                StepDone::Updated { values, grad_norm } => (values, grad_norm),
-                StepDone::NonFinite(value) => {
-                    // Every rank sees the same loss (of the whole batch); rank 0 saves the
-                    // state before this step.
-                    let saved = if main {
-                        checkpoints.save(&setup.model, &optimizer, &state)?
-                    } else {
-                        checkpoints.dir().to_path_buf()
-                    };
-                    if let Some(p) = &progress {
-                        p.abandon();
-                    }
-                    return Err(TrainError::NonFinite {
-                        step: state.step + 1,
-                        value,
-                        saved,
-                    });
-                }
-            };
-            let loss_value = out.total;
-            state.step += 1;
-            state.batch_in_epoch += 1;
-            if state.batch_in_epoch >= batches_per_epoch {
-                state.epoch += 1;
-                state.batch_in_epoch = 0;
-            }
-            state.samples_seen += (batch.len() * world) as u64;
-            samples_this_run += (batch.len() * world) as u64;
-            window.0 += loss_value;
-            window.1 += 1;
-
-            if state.step.is_multiple_of(cfg.run.log_every) || state.step == total {
-                let waited_now = waited + epoch.stats().waited;
-                let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-                last_logged_loss = window.0 / window.1.max(1) as f64;
-                let rec = StepRecord {
-                    kind: "step",
-                    step: state.step,
-                    loss: last_logged_loss,
-                    contrastive: out.contrastive,
-                    prompt: out.prompt,
-                    lr,
-                    grad_norm: grad_norm.double_value(&[]),
-                    logit_scale: setup.model.logit_scale().double_value(&[]),
-                    samples_per_second: samples_this_run as f64 / elapsed,
-                    data_wait_share: (waited_now.as_secs_f64() / elapsed).min(1.0),
-                    masked_pairs: out.masked_pairs,
-                    mean_positives: out.mean_positives,
-                    grad_buckets_overlapped: setup
-                        .dist
-                        .as_ref()
-                        .and_then(Dist::overlap)
-                        .map(|o| [o.early, o.buckets]),
-                };
-                if let Some(m) = &mut metrics {
-                    m.write(&rec)?;
-                }
-                if let Some(p) = &progress {
-                    p.set_message(format!(
-                        "loss {:.4} lr {:.2e} {:.0} samples/s data-wait {:.0}%",
-                        rec.loss,
-                        lr,
-                        rec.samples_per_second,
-                        100.0 * rec.data_wait_share
-                    ));
-                }
-                window = (0.0, 0);
-            }
-            if let Some(p) = &progress {
-                p.set_position(state.step);
-            }
-            // Validation and checkpoints are rank 0's; the others wait at the next collective.
-            let eval_now = main && cfg.eval.every > 0 && state.step.is_multiple_of(cfg.eval.every);
-            let ckpt_now = main
-                && (state.step.is_multiple_of(cfg.run.checkpoint_every) || state.step == total);
-            let mut improved = false;
-            if eval_now || (main && state.step == total) {
-                let val = evaluate::validation(
-                    &setup.model,
-                    &setup.val,
-                    &setup.tokenizer,
-                    &setup.eval_loader_cfg,
-                    &setup.class_index,
-                    setup.device,
-                    cfg.eval.max_samples,
-                )?;
-                if let Some(m) = &mut metrics {
-                    m.write(&val.record(state.step))?;
-                }
-                tracing::info!(step = state.step, mean_auc = ?val.mean_auc, "validation");
-                if let Some(auc) = val.mean_auc {
-                    if state.best.is_none_or(|(b, _)| auc > b) {
-                        state.best = Some((auc, state.step));
-                        improved = true;
-                    }
-                }
-            }
-            if ckpt_now || improved {
-                let path = checkpoints.save(&setup.model, &optimizer, &state)?;
-                tracing::info!(step = state.step, path = %path.display(), best = improved, "checkpoint");
-                if improved {
-                    checkpoints.mark_best(&path)?;
-                }
-            }
-            if state.batch_in_epoch == 0 {
-                break; // the epoch is complete
-            }
-        }
-        waited += epoch.stats().waited;
-        if main {
-            report_skips(&run_dir, epoch.stats(), opts.quiet)?;
-        }
-        // An epoch can end early when --skip-bad dropped whole batches.
-        if state.step < total && state.batch_in_epoch != 0 {
-            state.epoch += 1;
-            state.batch_in_epoch = 0;
-        }
+    while state.step < cfg.run.steps {
+        run_epoch(
+            cfg,
+            &mut setup,
+            &mut optimizer,
+            &vars,
+            &checkpoints,
+            &mut state,
+            &mut log,
+        )?;
     }
-    if let Some(p) = &progress {
-        p.finish();
-    }
-    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let (samples_per_second, data_wait_share) = log.finish();
     if let Some(dist) = &setup.dist {
         // No rank leaves while another may still be exchanging the last step's gradients.
         dist.barrier()?;
@@ -359,16 +138,228 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     let summary = RunSummary {
         run_dir: run_dir.clone(),
         steps: state.step,
-        final_loss: last_logged_loss,
+        final_loss: log.last_loss(),
         best: state.best,
         zero_shot,
-        samples_per_second: samples_this_run as f64 / elapsed,
-        data_wait_share: (waited.as_secs_f64() / elapsed).min(1.0),
+        samples_per_second,
+        data_wait_share,
     };
     if main {
         crate::report::write_run_report(&run_dir, cfg, &summary)?;
     }
     Ok(summary)
+}
+
+/// One epoch (or what is left of it, on resume or at the end of the run): steps until the
+/// epoch's batches or the run's steps run out.
+fn run_epoch(
+    cfg: &TrainConfig,
+    setup: &mut Setup,
+    optimizer: &mut AdamW,
+    vars: &[Tensor],
+    checkpoints: &Checkpoints,
+    state: &mut TrainState,
+    log: &mut RunLog,
+) -> Result<(), TrainError> {
+    let total = cfg.run.steps;
+    let main = setup.is_main();
+    let (rank, world) = setup.rank_world();
+    let batches_per_epoch = setup.loader.batches_per_epoch() as u64;
+    let first = state.batch_in_epoch as usize;
+    let mut epoch = match &setup.dist {
+        Some(d) => setup
+            .loader
+            .epoch_shard(state.epoch, first, d.rank(), d.world()),
+        None => setup.loader.epoch_from(state.epoch, first),
+    };
+    while state.step < total {
+        let Some(batch) = epoch.next() else { break };
+        let batch = batch?;
+        let lr = warmup_cosine(
+            state.step,
+            cfg.optim.lr,
+            cfg.optim.warmup_steps,
+            total,
+            cfg.optim.min_lr_ratio,
+        );
+        let seed = step_seed(rank_seed(cfg.run.seed, rank), state.step);
+        let done = try_step(setup, optimizer, vars, &batch, cfg, lr, seed, state.step)?;
+        let (values, grad_norm) = match done {
+            StepDone::Updated { values, grad_norm } => (values, grad_norm),
+            StepDone::NonFinite(value) => {
+                // Every rank sees the same loss (of the whole batch); rank 0 saves the
+                // state before this step.
+                let saved = if main {
+                    checkpoints.save(&setup.model, optimizer, state)?
+                } else {
+                    checkpoints.dir().to_path_buf()
+                };
+                log.abandon();
+                return Err(TrainError::NonFinite {
+                    step: state.step + 1,
+                    value,
+                    saved,
+                });
+            }
+        };
+        let samples = (batch.len() * world) as u64;
+        advance(state, samples, batches_per_epoch);
+        log.step(
+            state,
+            samples,
+            total,
+            &values,
+            lr,
+            &grad_norm,
+            setup,
+            epoch.stats(),
+        )?;
+        // Validation and checkpoints are rank 0's; the others wait at the next collective.
+        if main {
+            validate_and_save(cfg, setup, checkpoints, optimizer, state, log)?;
+        }
+        if state.batch_in_epoch == 0 {
+            break; // the epoch is complete
+        }
+    }
+    log.end_epoch(epoch.stats())?;
+    // An epoch can end early when --skip-bad dropped whole batches.
+    if state.step < total && state.batch_in_epoch != 0 {
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+    }
+    Ok(())
+}
+
+/// The checkpoint a run continues from, if any. A fresh run refuses a run directory that
+/// already has checkpoints, so it cannot overwrite another run's.
+fn resume_point(
+    checkpoints: &Checkpoints,
+    opts: &RunOptions,
+) -> Result<Option<PathBuf>, TrainError> {
+    let from = match &opts.resume {
+        None => None,
+        Some(Resume::From(p)) => Some(p.clone()),
+        Some(Resume::Latest) => {
+            Some(checkpoints.latest().ok_or_else(|| TrainError::Checkpoint {
+                path: checkpoints.dir().to_path_buf(),
+                message: "no checkpoint to resume from".into(),
+            })?)
+        }
+    };
+    if from.is_none() && checkpoints.latest().is_some() {
+        return Err(TrainError::Checkpoint {
+            path: checkpoints.dir().to_path_buf(),
+            message: "the run directory already has checkpoints: resume with --resume latest, \
+                      or choose another run.name"
+                .into(),
+        });
+    }
+    Ok(from)
+}
+
+/// The state the first step starts from: step 0, or the checkpoint's weights, optimizer
+/// moments and position in the data.
+fn start_state(
+    cfg: &TrainConfig,
+    resume_from: Option<&Path>,
+    setup: &Setup,
+    optimizer: &mut AdamW,
+    opts: &RunOptions,
+) -> Result<TrainState, TrainError> {
+    let Some(path) = resume_from else {
+        return Ok(TrainState {
+            step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            samples_seen: 0,
+            best: None,
+            config: cfg.to_toml(),
+        });
+    };
+    let state = checkpoint::restore(path, &setup.model, optimizer)?;
+    if !opts.quiet && setup.is_main() {
+        eprintln!("resuming from {} at step {}", path.display(), state.step);
+    }
+    Ok(state)
+}
+
+/// The model's variables in the order every rank shares. In a data-parallel run every rank
+/// takes rank 0's weights (the same checkpoint on resume) and hooks its gradients for the
+/// all-reduce.
+fn join_ranks(
+    setup: &mut Setup,
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+) -> Result<Vec<Tensor>, TrainError> {
+    let vars = vars_by_name(&setup.model);
+    let main = setup.is_main();
+    let world = setup.rank_world().1;
+    if let Some(dist) = &mut setup.dist {
+        dist.broadcast_vars(&vars)?;
+        dist.hook_grads(&vars)?;
+        if !opts.quiet && main {
+            eprintln!(
+                "data-parallel run: {world} ranks of {} samples",
+                cfg.data.batch_size / world
+            );
+        }
+    }
+    Ok(vars)
+}
+
+/// Counts one finished step of `samples` samples (all ranks together).
+fn advance(state: &mut TrainState, samples: u64, batches_per_epoch: u64) {
+    state.step += 1;
+    state.batch_in_epoch += 1;
+    if state.batch_in_epoch >= batches_per_epoch {
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+    }
+    state.samples_seen += samples;
+}
+
+/// Rank 0 after a step: validation every `eval.every` steps and at the end; a checkpoint every
+/// `run.checkpoint_every` steps, at the end, and whenever validation improves (then also
+/// marked `best`).
+fn validate_and_save(
+    cfg: &TrainConfig,
+    setup: &Setup,
+    checkpoints: &Checkpoints,
+    optimizer: &AdamW,
+    state: &mut TrainState,
+    log: &mut RunLog,
+) -> Result<(), TrainError> {
+    let last = state.step == cfg.run.steps;
+    let eval_now = last || (cfg.eval.every > 0 && state.step.is_multiple_of(cfg.eval.every));
+    let mut improved = false;
+    if eval_now {
+        let val = evaluate::validation(
+            &setup.model,
+            &setup.val,
+            &setup.tokenizer,
+            &setup.eval_loader_cfg,
+            &setup.class_index,
+            setup.device,
+            cfg.eval.max_samples,
+        )?;
+        log.record(&val.record(state.step))?;
+        tracing::info!(step = state.step, mean_auc = ?val.mean_auc, "validation");
+        if let Some(auc) = val.mean_auc {
+            if state.best.is_none_or(|(b, _)| auc > b) {
+                state.best = Some((auc, state.step));
+                improved = true;
+            }
+        }
+    }
+    if last || state.step.is_multiple_of(cfg.run.checkpoint_every) || improved {
+        let path = checkpoints.save(&setup.model, optimizer, state)?;
+        tracing::info!(step = state.step, path = %path.display(), best = improved, "checkpoint");
+        if improved {
+            checkpoints.mark_best(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Zero-shot classification of `manifest` with the model chosen on validation (the `best`
@@ -511,96 +502,4 @@ fn make_optimizer(model: &DualEncoder, cfg: &TrainConfig) -> AdamW {
     );
     optimizer.set_fused(cfg.optim.fused);
     optimizer
-}
-
-fn progress_bar(
-    cfg: &TrainConfig,
-    opts: &RunOptions,
-    start: u64,
-) -> Option<indicatif::ProgressBar> {
-    if opts.quiet || !cfg.run.progress {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(cfg.run.steps);
-    let style = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_position(start);
-    Some(bar)
-}
-
-/// Skipped samples of an epoch are counted, printed, and appended to `skipped.txt`.
-fn report_skips(
-    run_dir: &Path,
-    stats: &umcl_data::loader::EpochStats,
-    quiet: bool,
-) -> Result<(), TrainError> {
-    if stats.skipped.is_empty() {
-        return Ok(());
-    }
-    let path = run_dir.join("skipped.txt");
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| TrainError::io(&path, e))?;
-    for s in &stats.skipped {
-        writeln!(f, "{}\t{}", s.id, s.reason).map_err(|e| TrainError::io(&path, e))?;
-    }
-    if !quiet {
-        eprintln!(
-            "skipped {} samples this epoch (listed in {})",
-            stats.skipped.len(),
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// `metrics.jsonl`: one JSON object per line. On resume, lines of steps after the checkpoint
-/// are dropped, so the file reads as one uninterrupted run.
-pub(crate) struct MetricsLog {
-    path: PathBuf,
-    file: fs::File,
-}
-
-impl MetricsLog {
-    fn open(path: &Path, resume_step: u64) -> Result<Self, TrainError> {
-        let kept: Vec<String> = match fs::read_to_string(path) {
-            Ok(text) if resume_step > 0 => text
-                .lines()
-                .filter(|line| {
-                    serde_json::from_str::<serde_json::Value>(line)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                        .is_some_and(|s| s <= resume_step)
-                })
-                .map(String::from)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let mut body = kept.join("\n");
-        if !body.is_empty() {
-            body.push('\n');
-        }
-        write_atomic(path, body.as_bytes())?;
-        let file = fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| TrainError::io(path, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-        })
-    }
-
-    pub(crate) fn write(&mut self, record: &impl Serialize) -> Result<(), TrainError> {
-        let line = serde_json::to_string(record).map_err(|e| TrainError::io(&self.path, e))?;
-        writeln!(self.file, "{line}").map_err(|e| TrainError::io(&self.path, e))?;
-        tracing::debug!(target: "umcl::metrics", "{line}");
-        Ok(())
-    }
 }
