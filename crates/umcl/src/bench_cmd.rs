@@ -366,6 +366,11 @@ fn step(args: &StepArgs) -> Result<()> {
                     image_only_loss(encoder, fc, &inputs)?
                 };
                 let t1 = phase_mark(args.breakdown, device);
+                if let Some(dist) = &dist {
+                    // The gradient hooks start their all-reduces only in an armed backward
+                    // pass (the trainer's step arms it in `step::forward_backward`).
+                    dist.arm()?;
+                }
                 l.backward();
                 last = l.double_value(&[]);
                 t1

@@ -66,3 +66,36 @@ fn bench_step_refuses_a_batch_of_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--batch >= 2"), "{stderr}");
 }
+
+/// `--dist` times the step through a 1-rank process group, as `xtask/gpu/dist_step.sh` does:
+/// the image-only model must arm the gradient hooks before its backward pass, as the trainer's
+/// step does, or the all-reduce finds nothing to finish.
+#[test]
+fn bench_step_runs_the_image_only_model_data_parallel() {
+    let out = bench_step(&[
+        "--batch",
+        "2",
+        "--image-size",
+        "32",
+        "--warmup",
+        "0",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--dist",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(v["dist"], true);
+    let buckets = &v["dist_buckets"];
+    assert!(buckets["buckets"].as_u64().unwrap() > 0, "{buckets}");
+    assert!(v["loss"].as_f64().unwrap().is_finite());
+}
