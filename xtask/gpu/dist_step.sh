@@ -3,7 +3,9 @@
 # CUDA, Gloo on the CPU; features all-gathered, gradients all-reduced in buckets) against the
 # plain step, same binary, same settings, alternating plain/dist/plain/dist.
 #
-#   [DEVICE=cuda|cpu] [QUICK=0|1] [CASE=model:batch] bash dist_step.sh BUNDLE_DIR OUT_DIR
+#   [DEVICE=cuda|cpu] [QUICK=0|1] [CASE=model:batch] [PYTHON=python3] bash dist_step.sh BUNDLE_DIR OUT_DIR
+#
+# PYTHON (any Python 3) reads the runs' JSON summaries.
 #
 # Writes OUT_DIR/dist_step.tsv (one result line in the format of xtask/src/bench.rs:
 # umcl-bench-row, group, case, ours = dist samples/s, reference = plain samples/s, unit, higher,
@@ -16,6 +18,7 @@ OUT=${2:?usage: dist_step.sh BUNDLE_DIR OUT_DIR}
 DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
 UMCL="$BUNDLE/bin/umcl"
+PYTHON=${PYTHON:-python3}
 [ -x "$UMCL" ] || { echo "dist_step.sh: $UMCL is missing" >&2; exit 1; }
 case "$DEVICE" in
     cuda) CASE=${CASE:-resnet50-bert-base:64}; WARMUP=${WARMUP:-5}; STEPS=${STEPS:-20} ;;
@@ -48,12 +51,21 @@ for round in 1 2; do
         fi
     done
 done
+# One field of a run's JSON summary (empty when the file or the field is missing).
+field() {
+    "$PYTHON" -c 'import json, sys
+try:
+    v = json.load(open(sys.argv[1])).get(sys.argv[2])
+except (OSError, ValueError):
+    v = None
+print("" if v is None else v)' "$1" "$2"
+}
 # The best round of each mode (the slower round is the one disturbed by start-up effects).
 best() {
     local mode=$1 v best=""
     for f in "$OUT"/dist_step/"$tag.$mode".*.json; do
         [ -f "$f" ] || continue
-        v=$(sed -n 's/.*"samples_per_s":\([0-9.e+-]*\).*/\1/p' "$f")
+        v=$(field "$f" samples_per_s)
         [ -n "$v" ] || continue
         if [ -z "$best" ] || awk -v a="$v" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$v; fi
     done
@@ -61,7 +73,7 @@ best() {
 }
 dist=$(best dist)
 plain=$(best plain)
-device=$(sed -n 's/.*"device_name":"\([^"]*\)".*/\1/p' "$OUT"/dist_step/"$tag".plain.1.json 2>/dev/null)
+device=$(field "$OUT/dist_step/$tag.plain.1.json" device_name)
 backend=Gloo
 [ "$DEVICE" = cuda ] && backend=NCCL
 : > "$OUT/dist_step.tsv"

@@ -80,7 +80,7 @@ else
 fi
 
 if [ -f "$HERE/dist_step.sh" ]; then
-    step "1-rank data-parallel step vs plain step" env DEVICE="$DEVICE" QUICK="$QUICK" \
+    step "1-rank data-parallel step vs plain step" env DEVICE="$DEVICE" QUICK="$QUICK" PYTHON="$PYTHON" \
         bash "$HERE/dist_step.sh" "$HERE" "$OUT/raw"
 fi
 

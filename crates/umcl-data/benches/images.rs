@@ -19,7 +19,7 @@ use umcl_data::augment::Augment;
 use umcl_data::images::{Fit, Preprocess, JPEG_DECODER};
 
 mod common;
-use common::cpu_seconds;
+use common::{cpu_seconds, reference_json};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -133,7 +133,9 @@ fn side_by_side(files: &[PathBuf]) {
                 .output()
                 .expect("the reference script runs");
             let text = String::from_utf8_lossy(&out.stdout);
-            let Some(rate) = parse_rate(&text) else {
+            let reported = reference_json(&text);
+            let field = |name: &str| reported.as_ref().and_then(|v| v[name].as_f64());
+            let Some(rate) = field("images_per_s") else {
                 eprintln!(
                     "images bench: reference {variant} failed: {}",
                     String::from_utf8_lossy(&out.stderr)
@@ -142,7 +144,7 @@ fn side_by_side(files: &[PathBuf]) {
             };
             println!("reference {variant:6} threads={threads}: {rate:8.1} images/s");
             // CPU time per image of the timed loops, when the script reports it (1 worker).
-            if let (Some(theirs), Some(ours)) = (parse_field(&text, "cpu_ms_per_image"), ours_cpu) {
+            if let (Some(theirs), Some(ours)) = (field("cpu_ms_per_image"), ours_cpu) {
                 println!(
                     "  CPU per image: reference {theirs:.3} ms, umcl {:.3} ms: {:.2}x",
                     ours * 1e3,
@@ -175,19 +177,6 @@ fn side_by_side(files: &[PathBuf]) {
              {reference}\timages/s\thigher\tcpu\t{note}"
         );
     }
-}
-
-fn parse_rate(json_line: &str) -> Option<f64> {
-    parse_field(json_line, "images_per_s")
-}
-
-/// A number field of the script's one-line JSON output (`None` when absent or null).
-fn parse_field(json_line: &str, name: &str) -> Option<f64> {
-    let key = format!("\"{name}\": ");
-    let start = json_line.find(&key)? + key.len();
-    let rest = &json_line[start..];
-    let end = rest.find(['}', ','])?;
-    rest[..end].trim().parse().ok()
 }
 
 criterion_group!(benches, bench);

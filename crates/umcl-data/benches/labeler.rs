@@ -22,6 +22,9 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use umcl_data::labeler::Labeler;
 
+mod common;
+use common::reference_json;
+
 /// Report-like texts for machines without the shared data (written for this bench).
 const FALLBACK: &[(&str, &str)] = &[
     (
@@ -132,13 +135,6 @@ fn reports_with_uid(path: &Path) -> Option<Vec<(String, String, String)>> {
     )
 }
 
-/// A number field of the reference's one-line JSON output.
-fn json_field(line: &str, name: &str) -> Option<f64> {
-    let key = format!("\"{name}\": ");
-    let rest = &line[line.find(&key)? + key.len()..];
-    rest[..rest.find([',', '}'])?].trim().parse().ok()
-}
-
 /// Agreement with the Python regex labeler and reports/s of both, on the IU reports.
 fn side_by_side(labeler: &Labeler) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -174,7 +170,8 @@ fn side_by_side(labeler: &Labeler) {
         .output()
         .expect("the reference labeler starts");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(theirs_rate) = json_field(&stdout, "reports_per_s") else {
+    let Some(theirs_rate) = reference_json(&stdout).and_then(|v| v["reports_per_s"].as_f64())
+    else {
         eprintln!(
             "labeler bench: the Python labeler failed: {}",
             String::from_utf8_lossy(&out.stderr)

@@ -80,14 +80,6 @@ fn time_ms(seconds: f64, mut f: impl FnMut()) -> (f64, f64, usize) {
     (median, times[0], n)
 }
 
-/// A number field of one JSON line (`"name": value`), or a string field's text.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!("\"{name}\": ");
-    let rest = &line[line.find(&key)? + key.len()..];
-    let end = rest.find([',', '}'])?;
-    Some(rest[..end].trim().trim_matches('"'))
-}
-
 fn main() {
     let threads: i32 = env_or("UMCL_BENCH_THREADS", "1").parse().unwrap_or(1);
     tch::set_num_threads(threads);
@@ -200,16 +192,20 @@ fn main() {
             .output();
         match run {
             Ok(o) if o.status.success() => {
+                // One JSON object per (batch, variant); other lines are the script's prose.
                 for line in String::from_utf8_lossy(&o.stdout).lines() {
+                    let Ok(row) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
                     let (Some(b), Some(v), Some(ms), Some(loss)) = (
-                        field(line, "batch").and_then(|b| b.parse().ok()),
-                        field(line, "variant"),
-                        field(line, "ms_median").and_then(|m| m.parse().ok()),
-                        field(line, "loss").and_then(|m| m.parse().ok()),
+                        row["batch"].as_i64(),
+                        row["variant"].as_str(),
+                        row["ms_median"].as_f64(),
+                        row["loss"].as_f64(),
                     ) else {
                         continue;
                     };
-                    let torch = field(line, "torch").unwrap_or("?").to_string();
+                    let torch = row["torch"].as_str().unwrap_or("?").to_string();
                     println!("reference B={b:5} {v:22} {ms:9.2} ms loss {loss:.6} (torch {torch})");
                     theirs.insert((b, v.to_string()), (ms, loss, torch));
                 }
