@@ -17,8 +17,9 @@ use anyhow::{bail, Context, Result};
 use crate::{cargo, status};
 
 /// The crates other projects can depend on, in dependency order.
-const LIBRARIES: [&str; 6] = [
+const LIBRARIES: [&str; 7] = [
     "umcl-build",
+    "umcl-fs",
     "umcl-data",
     "umcl-losses",
     "umcl-models",

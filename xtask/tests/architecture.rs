@@ -6,7 +6,8 @@
 //! - xtask reaches no workspace member: it must build before libtorch exists;
 //! - umcl-models and umcl-losses do not reach each other;
 //! - umcl-torch-ext reaches no other workspace member (the build-script helper umcl-build
-//!   aside): it is the leaf bridge to libtorch.
+//!   aside): it is the leaf bridge to libtorch;
+//! - umcl-fs (atomic writes) reaches no other workspace member: every crate may use it.
 //!
 //! "Reaches" follows normal and build dependencies, transitively; dev-dependencies (tests,
 //! benches, examples) do not count. A violation is reported with the chain of packages that
@@ -126,6 +127,12 @@ const RULES: &[Rule] = &[
             except: &["umcl-build"],
         },
         why: "umcl-torch-ext, the bridge to libtorch, depends on none of our crates",
+    },
+    Rule {
+        package: "umcl-fs",
+        required: true,
+        forbidden: Forbidden::WorkspaceMembers { except: &[] },
+        why: "umcl-fs is the bottom layer, which every crate may use",
     },
 ];
 
@@ -285,12 +292,19 @@ fn synthetic(packages: &[Pkg]) -> Metadata {
 
 /// A graph that keeps every rule: the workspace as it is meant to be.
 const GOOD: &[Pkg] = &[
-    ("umcl-data", true, &[("serde", None), ("cc", Some("build"))]),
+    ("umcl-fs", true, &[]),
+    (
+        "umcl-data",
+        true,
+        &[("serde", None), ("cc", Some("build")), ("umcl-fs", None)],
+    ),
     (
         "umcl-models",
         true,
         &[
             ("tch", None),
+            ("umcl-fs", None),
+            ("umcl-torch-ext", None),
             ("umcl-build", Some("build")),
             ("umcl-data", Some("dev")),
         ],
@@ -419,6 +433,16 @@ fn torch_ext_reaches_no_other_workspace_member() {
         "{e}"
     );
     assert!(!e.contains("-> umcl-build"), "umcl-build is allowed: {e}");
+}
+
+#[test]
+fn umcl_fs_reaches_no_other_workspace_member() {
+    let m = with("umcl-fs", &[("umcl-data", None)], &[]);
+    let e = errors(&m);
+    assert!(
+        e.contains("umcl-fs -> umcl-data: umcl-fs is the bottom layer"),
+        "{e}"
+    );
 }
 
 #[test]

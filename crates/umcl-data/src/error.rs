@@ -38,6 +38,15 @@ pub enum DataError {
     Invalid(String),
 }
 
+impl From<umcl_fs::Error> for DataError {
+    fn from(e: umcl_fs::Error) -> Self {
+        Self::Io {
+            path: e.path,
+            err: e.err,
+        }
+    }
+}
+
 impl DataError {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, err: io::Error) -> Self {

@@ -6,7 +6,6 @@
 //! tokenization live here too as they land (see `docs/architecture.md`). Other projects can
 //! depend on it without libtorch.
 
-pub mod atomic;
 pub mod augment;
 pub mod error;
 pub mod images;

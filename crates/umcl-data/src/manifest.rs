@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::atomic::AtomicFile;
 use crate::error::{DataError, Result};
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
 use crate::sources::dir_of;
+use umcl_fs::AtomicFile;
 
 /// The `format` of a manifest header.
 pub const FORMAT: &str = "umcl-manifest";
@@ -234,7 +234,7 @@ impl ManifestWriter {
 
     /// Renames the finished manifest into place.
     pub fn finish(self) -> Result<()> {
-        self.file.commit()
+        Ok(self.file.commit()?)
     }
 }
 

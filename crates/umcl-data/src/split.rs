@@ -16,11 +16,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
 use crate::manifest::sibling_path;
 use crate::rng::splitmix64;
 use crate::sample::Sample;
+use umcl_fs::write_atomic;
 
 /// One part of a split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -184,7 +184,7 @@ impl Split {
         let mut text = serde_json::to_vec_pretty(&file)
             .map_err(|err| DataError::Invalid(format!("cannot encode the split: {err}")))?;
         text.push(b'\n');
-        write_atomic(path, &text)
+        Ok(write_atomic(path, &text)?)
     }
 
     /// Reads a split file; an id in two parts is an error.

@@ -30,10 +30,7 @@ pub(crate) fn check_float(name: &'static str, t: &Tensor) -> Result<(), LossErro
     }
 }
 
-/// `v / max(||v||_2, 1e-12)` row by row.
-pub(crate) fn normalize(t: &Tensor) -> Tensor {
-    t / t.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-12)
-}
+pub(crate) use umcl_torch_ext::ops::l2_normalize as normalize;
 
 impl Features {
     fn new(img: &Tensor, txt: &Tensor, logit_scale: &Tensor) -> Result<Self, LossError> {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
+use umcl_torch_ext::ops::l2_normalize;
 
 use crate::bert::{bert_keys, Bert, BertConfig, Pooling};
 use crate::error::ModelError;
@@ -56,12 +57,6 @@ impl PretrainedBert {
             pooled
         })
     }
-}
-
-/// Divides each row by its L2 norm (rows of zeros stay zero).
-pub fn l2_normalize(xs: &Tensor) -> Tensor {
-    let norm = xs.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12);
-    xs / norm
 }
 
 /// `[rows, len]` int64 tensor from equal-length rows.

@@ -1,8 +1,8 @@
 //! The libtorch runtime of umcl and the libtorch functions that tch does not bind, reached
 //! through a small C++ bridge (`csrc/`) compiled against the same headers and ABI as
 //! torch-sys: [`runtime`] (start-up: CUDA backend, device, threads, CPU heap; autocast on and
-//! off), [`fused`] AdamW, [`dist`] process groups and [`grad_sync`], and the [`cuda_driver`]
-//! probe.
+//! off), [`fused`] AdamW, [`dist`] process groups and [`grad_sync`], the [`cuda_driver`]
+//! probe, and the tensor [`ops`] the encoders and the losses share.
 //!
 //! Every bridge function catches C++ exceptions and returns them as [`ExtError`], so a failure
 //! in libtorch is a `Result`, never an abort.
@@ -21,6 +21,7 @@ pub mod dist;
 mod dl;
 pub mod fused;
 pub mod grad_sync;
+pub mod ops;
 pub mod runtime;
 
 mod ffi {

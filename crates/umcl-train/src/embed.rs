@@ -10,7 +10,7 @@ use umcl_data::schema::Schema;
 use umcl_data::synth::PromptTemplates;
 use umcl_data::tokenize::{Padding, Tokenizer};
 use umcl_models::dual::DualEncoder;
-use umcl_models::text::l2_normalize;
+use umcl_torch_ext::ops::l2_normalize;
 
 use crate::error::TrainError;
 

@@ -88,3 +88,9 @@ impl TrainError {
         }
     }
 }
+
+impl From<umcl_fs::Error> for TrainError {
+    fn from(e: umcl_fs::Error) -> Self {
+        TrainError::io(&e.path, e.err)
+    }
+}

@@ -506,7 +506,7 @@ pub fn classify_images(
         prompt_ensemble(&trained.model, &trained.tokenizer, &prompts, device)?
     };
     let _guard = tch::no_grad_guard();
-    let emb = umcl_models::text::l2_normalize(
+    let emb = umcl_torch_ext::ops::l2_normalize(
         &trained
             .model
             .encode_image(&images, false)?

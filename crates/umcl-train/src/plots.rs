@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use umcl_data::atomic::write_atomic;
+use umcl_fs::write_atomic;
 
 /// One curve of [`plot_roc`]: its name, its `(false positive rate, true positive rate)` points
 /// and its AUC.
@@ -59,12 +59,12 @@ pub enum PlotError {
     #[error("PNG encoding failed: {0}")]
     Encode(String),
     /// The file could not be written.
-    #[error("{path}: {source}")]
+    #[error("{}: {message}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// What the operating system said.
+        message: String,
     },
 }
 
@@ -113,17 +113,12 @@ where
     Ok(png.into_inner())
 }
 
-impl From<umcl_data::error::DataError> for PlotError {
-    fn from(err: umcl_data::error::DataError) -> Self {
-        use umcl_data::error::DataError;
-        let (path, source) = match err {
-            DataError::Io { path, err } => (path, err),
-            DataError::File { path, message } | DataError::At { path, message, .. } => {
-                (path, std::io::Error::other(message))
-            }
-            DataError::Invalid(message) => (PathBuf::new(), std::io::Error::other(message)),
-        };
-        PlotError::Io { path, source }
+impl From<umcl_fs::Error> for PlotError {
+    fn from(e: umcl_fs::Error) -> Self {
+        PlotError::Io {
+            path: e.path,
+            message: e.err.to_string(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use umcl_data::atomic::write_atomic;
+use umcl_fs::write_atomic;
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;

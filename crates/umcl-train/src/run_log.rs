@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tch::Tensor;
-use umcl_data::atomic::write_atomic;
 use umcl_data::loader::EpochStats;
+use umcl_fs::write_atomic;
 
 use crate::checkpoint::TrainState;
 use crate::config::TrainConfig;

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tch::Tensor;
-use umcl_data::atomic::write_atomic;
+use umcl_fs::write_atomic;
 use umcl_models::dual::DualEncoder;
 
 use crate::checkpoint::{self, Checkpoints, TrainState};
@@ -84,9 +84,9 @@ fn vars_by_name(model: &DualEncoder) -> Vec<Tensor> {
 
 /// Trains as configured; writes the run directory `<run.out_dir>/<run.name>`.
 ///
-/// The loop reads as the run does: find where to start, build everything ([`Setup`]), then
-/// per batch one [`try_step`], a log line ([`RunLog`]) and, when due, validation and a
-/// checkpoint ([`validate_and_save`]).
+/// The loop reads as the run does: find where to start, build everything (the `setup`
+/// module), then per batch one `try_step`, a log line (`RunLog`) and, when due, validation
+/// and a checkpoint (`validate_and_save`).
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
     let run_dir = cfg.run.out_dir.join(&cfg.run.name);

@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
-use umcl_data::atomic::write_atomic;
+use umcl_fs::write_atomic;
 use umcl_losses::ItlLossConfig;
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{DualConfig, DualEncoder};

@@ -305,7 +305,7 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
             .iter()
             .map(|err| format!("{err}\n"))
             .collect();
-        umcl_data::atomic::write_atomic(&list, text.as_bytes())?;
+        umcl_fs::write_atomic(&list, text.as_bytes())?;
         writeln!(
             out,
             "skipped {} bad rows (--skip-bad):",

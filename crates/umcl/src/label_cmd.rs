@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use umcl_data::atomic::AtomicFile;
 use umcl_data::labeler::Labeler;
 use umcl_data::schema::CHEST_XRAY_KEYS;
+use umcl_fs::AtomicFile;
 
 /// How many skipped rows the summary lists one by one (all are counted).
 const LISTED_SKIPS: usize = 20;

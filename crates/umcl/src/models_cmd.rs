@@ -157,7 +157,7 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    umcl_data::atomic::write_atomic(path, &bytes)?;
+    umcl_fs::write_atomic(path, &bytes)?;
     Ok(())
 }
 

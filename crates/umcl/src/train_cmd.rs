@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use umcl_data::atomic::write_atomic;
+use umcl_fs::write_atomic;
 use umcl_torch_ext::runtime::{self, BackendConfig, DeviceRequest};
 use umcl_train::config::TrainConfig;
 use umcl_train::distributed::LAUNCH_VARIABLES;

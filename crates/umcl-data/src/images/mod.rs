@@ -160,12 +160,9 @@ impl GrayImage {
             message,
         })?;
         // The error already names the path: keep only the cause, or the message says it twice.
-        crate::atomic::write_atomic(path, &bytes).map_err(|err| ImageError::Write {
+        umcl_fs::write_atomic(path, &bytes).map_err(|e| ImageError::Write {
             path: path.to_path_buf(),
-            message: match err {
-                crate::error::DataError::Io { err, .. } => err.to_string(),
-                other => other.to_string(),
-            },
+            message: e.err.to_string(),
         })
     }
 

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{draw_findings, render, Finding};
-use crate::atomic::write_atomic;
 use crate::error::DataError;
 use crate::manifest::write_manifest;
 use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
 use crate::synth::Synthesizer;
+use umcl_fs::write_atomic;
 
 /// The seed of the evaluation split: fixed, so "phantom 5x200" is the same set whatever
 /// `--seed` the training set has.

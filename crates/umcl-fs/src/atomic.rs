@@ -1,5 +1,4 @@
-//! Atomic file writes: the one way umcl writes a file that others read (manifests, label
-//! files, splits, images, configs, reports).
+//! Atomic file writes.
 //!
 //! The bytes go to a temporary file beside the target, `.NAME.tmp-PID`, which is synced and
 //! then renamed over the target, so a reader sees the old file or the whole new one, never a
@@ -7,7 +6,7 @@
 //!
 //! ```
 //! use std::io::Write;
-//! use umcl_data::atomic::{write_atomic, AtomicFile};
+//! use umcl_fs::{write_atomic, AtomicFile};
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("labels.csv");
 //! write_atomic(&path, b"id,Edema\n").unwrap();
@@ -26,7 +25,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{DataError, Result};
+use crate::{Error, Result};
 
 /// A file written under a temporary name beside its target and renamed over the target by
 /// [`commit`](Self::commit). Dropped uncommitted, the temporary file is removed.
@@ -40,7 +39,7 @@ impl AtomicFile {
     /// Creates the temporary file for `target`. Errors name the file.
     pub fn create(target: &Path) -> Result<AtomicFile> {
         let temp = temp_path(target)?;
-        let file = File::create(&temp).map_err(|err| DataError::io(&temp, err))?;
+        let file = File::create(&temp).map_err(|err| Error::new(&temp, err))?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             temp,
@@ -58,13 +57,12 @@ impl AtomicFile {
         if let Some(writer) = self.writer.take() {
             let file = writer
                 .into_inner()
-                .map_err(|err| DataError::io(&self.temp, err.into_error()))?;
-            file.sync_all()
-                .map_err(|err| DataError::io(&self.temp, err))?;
+                .map_err(|err| Error::new(&self.temp, err.into_error()))?;
+            file.sync_all().map_err(|err| Error::new(&self.temp, err))?;
         }
         std::fs::rename(&self.temp, &self.target).map_err(|err| {
             let _ = std::fs::remove_file(&self.temp);
-            DataError::io(&self.target, err)
+            Error::new(&self.target, err)
         })
     }
 
@@ -101,8 +99,30 @@ impl Drop for AtomicFile {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = AtomicFile::create(path)?;
     file.write_all(bytes)
-        .map_err(|err| DataError::io(&file.temp, err))?;
+        .map_err(|err| Error::new(&file.temp, err))?;
     file.commit()
+}
+
+/// Writes `target` atomically through a writer that wants a path, such as libtorch's
+/// safetensors saver: `write` fills the temporary file [`temp_path`] names, which is then
+/// synced and renamed over `target`. On any failure the temporary file is removed.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let target = dir.path().join("weights.bin");
+/// umcl_fs::write_atomic_with(&target, |temp| std::fs::write(temp, b"\x00\x01")).unwrap();
+/// assert_eq!(std::fs::read(&target).unwrap(), b"\x00\x01");
+/// ```
+pub fn write_atomic_with(target: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> Result<()> {
+    let temp = temp_path(target)?;
+    let done = write(&temp)
+        .and_then(|()| File::open(&temp)?.sync_all())
+        .map_err(|err| Error::new(&temp, err))
+        .and_then(|()| std::fs::rename(&temp, target).map_err(|err| Error::new(target, err)));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    done
 }
 
 /// The temporary name an atomic write of `target` uses: `.NAME.tmp-PID` in the same folder
@@ -111,7 +131,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn temp_path(target: &Path) -> Result<PathBuf> {
     let name = target
         .file_name()
-        .ok_or_else(|| DataError::file(target, "not a file path"))?;
+        .ok_or_else(|| Error::new(target, io::Error::other("not a file path")))?;
     let dir = match target.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -125,6 +145,21 @@ pub fn temp_path(target: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_path_writer_leaves_the_target_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        std::fs::write(&path, b"old").unwrap();
+        let err = write_atomic_with(&path, |temp| {
+            std::fs::write(temp, b"half")?;
+            Err(io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn an_uncommitted_file_leaves_nothing_behind() {
