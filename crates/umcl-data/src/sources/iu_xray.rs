@@ -38,79 +38,70 @@ pub fn prepare(options: &IuXrayOptions, schema: &Schema, read: ReadOptions) -> R
     let mesh_cols = [table.column("mesh_major")?, table.column("mesh_minor")?];
     let indication_col = table.optional_column("indication");
     let mut collector = Collector::new(read);
-    while let Some(row) = table.next_row()? {
-        let Ok(row) = row else {
-            collector.accept(csv_path, 0, row.map(|_| None))?;
-            continue;
-        };
-        let line = row.line;
-        let report = (|| {
-            let uid = row.required(uid_col)?;
-            let mut sample = Sample::new(format!("iu-{uid}"), "iu-xray", schema);
-            sample.patient_id = Some(uid.to_string());
-            let text = [row.get(findings_col)?, row.get(impression_col)?]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join("\n");
-            sample.set_text(&text);
-            for col in mesh_cols {
-                for term in row.get(col)?.split(';') {
-                    let head = term.split('/').next().unwrap_or_default().trim();
-                    if head.is_empty() {
-                        continue;
-                    }
-                    for &index in schema.lookup("iu-xray", head).unwrap_or_default() {
-                        sample.labels[index] = LabelState::Positive;
-                    }
+    collector.read_rows_each(&mut table, csv_path, |row, read| {
+        let uid = row.required(uid_col)?;
+        let mut sample = Sample::new(format!("iu-{uid}"), "iu-xray", schema);
+        sample.patient_id = Some(uid.to_string());
+        let text = [row.get(findings_col)?, row.get(impression_col)?]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        sample.set_text(&text);
+        for col in mesh_cols {
+            for term in row.get(col)?.split(';') {
+                let head = term.split('/').next().unwrap_or_default().trim();
+                if head.is_empty() {
+                    continue;
                 }
-            }
-            if let Some(col) = indication_col {
-                let indication = row.get(col)?;
-                if !indication.is_empty() {
-                    sample
-                        .meta
-                        .insert("indication".into(), indication.to_string());
-                }
-            }
-            let image_ids: Vec<String> = row
-                .get(images_col)?
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            Ok((sample, image_ids))
-        })();
-        match (report, &options.image_root) {
-            (Err(err), _) => collector.accept(csv_path, line, Err(err))?,
-            (Ok((mut sample, image_ids)), None) => {
-                if !image_ids.is_empty() {
-                    sample.meta.insert("image_ids".into(), image_ids.join(";"));
-                }
-                collector.accept(csv_path, line, Ok(Some(sample)))?;
-            }
-            (Ok((sample, image_ids)), Some(root)) => {
-                if image_ids.is_empty() {
-                    collector.accept(csv_path, line, Err(row.error("no `image_ids`")))?;
-                }
-                for image_id in image_ids {
-                    let found = EXTENSIONS
-                        .iter()
-                        .map(|ext| root.join(format!("{image_id}.{ext}")))
-                        .find(|p| p.is_file())
-                        .unwrap_or_else(|| root.join(format!("{image_id}.png")));
-                    let per_image = check_image(read, found, csv_path, line).map(|image| {
-                        let mut per_image = sample.clone();
-                        per_image.id = image_id.clone();
-                        per_image.image = Some(image);
-                        per_image.meta.insert("report".into(), sample.id.clone());
-                        Some(per_image)
-                    });
-                    collector.accept(csv_path, line, per_image)?;
+                for &index in schema.lookup("iu-xray", head).unwrap_or_default() {
+                    sample.labels[index] = LabelState::Positive;
                 }
             }
         }
-    }
+        if let Some(col) = indication_col {
+            let indication = row.get(col)?;
+            if !indication.is_empty() {
+                sample
+                    .meta
+                    .insert("indication".into(), indication.to_string());
+            }
+        }
+        let image_ids: Vec<String> = row
+            .get(images_col)?
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let Some(root) = &options.image_root else {
+            // Reports only: one sample per report, its images named in the metadata.
+            if !image_ids.is_empty() {
+                sample.meta.insert("image_ids".into(), image_ids.join(";"));
+            }
+            return Ok(vec![Ok(sample)]);
+        };
+        if image_ids.is_empty() {
+            return Err(row.error("no `image_ids`"));
+        }
+        // One sample per image, each checked on its own.
+        Ok(image_ids
+            .into_iter()
+            .map(|image_id| {
+                let found = EXTENSIONS
+                    .iter()
+                    .map(|ext| root.join(format!("{image_id}.{ext}")))
+                    .find(|p| p.is_file())
+                    .unwrap_or_else(|| root.join(format!("{image_id}.png")));
+                check_image(read, found, csv_path, row.line).map(|image| {
+                    let mut per_image = sample.clone();
+                    per_image.id = image_id;
+                    per_image.image = Some(image);
+                    per_image.meta.insert("report".into(), sample.id.clone());
+                    per_image
+                })
+            })
+            .collect())
+    })?;
     Ok(collector.finish())
 }

@@ -83,22 +83,20 @@ fn read_labels(
     let study_col = table.column("study_id")?;
     let columns = observation_columns(&table, schema)?;
     let mut labels = HashMap::new();
-    while let Some(row) = table.next_row()? {
-        let result = row.and_then(|row| {
-            let key = (
-                mimic_id(&row, subject_col, "subject_id")?,
-                mimic_id(&row, study_col, "study_id")?,
-            );
-            let mut sample = Sample::new("", "mimic-cxr", schema);
-            read_observations(&row, &columns, &mut sample)?;
-            if labels.contains_key(&key) {
-                return Err(row.error(format!("study s{} appears twice", key.1)));
-            }
-            labels.insert(key, sample.labels);
-            Ok(None)
-        });
-        collector.accept(path, 0, result)?;
-    }
+    collector.read_rows_each(&mut table, path, |row, _| {
+        let key = (
+            mimic_id(row, subject_col, "subject_id")?,
+            mimic_id(row, study_col, "study_id")?,
+        );
+        let mut sample = Sample::new("", "mimic-cxr", schema);
+        read_observations(row, &columns, &mut sample)?;
+        if labels.contains_key(&key) {
+            return Err(row.error(format!("study s{} appears twice", key.1)));
+        }
+        labels.insert(key, sample.labels);
+        // The labels join the image rows later; this file gives no samples itself.
+        Ok(Vec::new())
+    })?;
     Ok(labels)
 }
 

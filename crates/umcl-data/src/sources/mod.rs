@@ -197,13 +197,34 @@ impl Collector {
         path: &Path,
         mut read_row: impl FnMut(&CsvRow<'_>, ReadOptions) -> Result<Option<Sample>>,
     ) -> Result<()> {
+        self.read_rows_each(table, path, |row, options| {
+            Ok(read_row(row, options)?.map(Ok).into_iter().collect())
+        })
+    }
+
+    /// [`read_rows`](Self::read_rows) for rows that give any number of samples, each of
+    /// which may fail alone (a report row with one sample per image), or none (a label file
+    /// read into a table first). An error of the whole row stands for all of them.
+    pub(crate) fn read_rows_each(
+        &mut self,
+        table: &mut CsvTable,
+        path: &Path,
+        mut read_row: impl FnMut(&CsvRow<'_>, ReadOptions) -> Result<Vec<Result<Sample>>>,
+    ) -> Result<()> {
         let options = self.options;
         while let Some(row) = table.next_row()? {
-            let (line, sample) = match row {
+            let (line, samples) = match row {
                 Err(err) => (0, Err(err)),
                 Ok(row) => (row.line, read_row(&row, options)),
             };
-            self.accept(path, line, sample)?;
+            match samples {
+                Err(err) => self.accept(path, line, Err(err))?,
+                Ok(samples) => {
+                    for sample in samples {
+                        self.accept(path, line, sample.map(Some))?;
+                    }
+                }
+            }
         }
         Ok(())
     }
