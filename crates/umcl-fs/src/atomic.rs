@@ -142,9 +142,101 @@ pub fn temp_path(target: &Path) -> Result<PathBuf> {
     Ok(dir.join(temp_name))
 }
 
+/// The process id in the name of a temporary file or directory that an umcl writer left:
+/// `.NAME.tmp-PID` (atomic files), `.tmp-WHAT-PID` and `.old-WHAT-PID` (directories written
+/// or replaced by rename, such as checkpoints). `None` for any other name.
+pub fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (stem, pid) = rest.rsplit_once('-')?;
+    let ours = stem.starts_with("tmp-") || stem.starts_with("old-") || stem.ends_with(".tmp");
+    if !ours || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Removes from `dir` (not its subdirectories) the temporary files and directories of
+/// writers whose process has ended ([`temp_owner`]), as a process killed in the middle of a
+/// write leaves them; returns what it removed. Those of live processes stay. A missing `dir`
+/// has nothing to remove.
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(Error::new(dir, err)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| Error::new(dir, err))?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if crate::lock::process_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match gone {
+            Ok(()) => removed.push(path),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::new(&path, err)),
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_names_and_their_owners() {
+        assert_eq!(temp_owner(".labels.csv.tmp-4242"), Some(4242));
+        assert_eq!(temp_owner(".tmp-step-00000007-31"), Some(31));
+        assert_eq!(temp_owner(".old-best-9"), Some(9));
+        for other in [
+            "labels.csv",
+            ".lock",
+            ".tmp-step-x",
+            ".hidden-12",
+            "step-00000001",
+        ] {
+            assert_eq!(temp_owner(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        let dead_file = dir.path().join(format!(".out.jsonl.tmp-{dead}"));
+        let dead_dir = dir.path().join(format!(".tmp-step-00000003-{dead}"));
+        let live_file = dir.path().join(format!(".out.jsonl.tmp-{live}"));
+        let keep = dir.path().join("out.jsonl");
+        std::fs::write(&dead_file, b"half").unwrap();
+        std::fs::create_dir(&dead_dir).unwrap();
+        std::fs::write(dead_dir.join("model.safetensors"), b"half").unwrap();
+        std::fs::write(&live_file, b"being written").unwrap();
+        std::fs::write(&keep, b"whole").unwrap();
+        let removed = remove_stale_temps(dir.path()).unwrap();
+        let mut expected = vec![dead_file.clone(), dead_dir.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(!dead_file.exists() && !dead_dir.exists());
+        assert!(live_file.exists() && keep.exists());
+        assert!(remove_stale_temps(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
+    }
 
     #[test]
     fn a_failing_path_writer_leaves_the_target_and_no_temporary_file() {

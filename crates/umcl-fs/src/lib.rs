@@ -4,17 +4,23 @@
 //! - [`atomic`]: [`AtomicFile`] and [`write_atomic`] write under a temporary name beside the
 //!   target, sync, and rename over it, so a reader sees the old file or the whole new one.
 //!   [`write_atomic_with`] does the same for writers that want a path (libtorch's savers),
-//!   and [`temp_path`] names the temporary file.
+//!   and [`temp_path`] names the temporary file. [`remove_stale_temps`] clears what writers
+//!   killed mid-write left.
+//! - [`lock`]: [`DirLock`], one process at a time in a directory (a run directory).
 //!
 //! Errors ([`Error`]) name the file.
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod lock;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use atomic::{temp_path, write_atomic, write_atomic_with, AtomicFile};
+pub use atomic::{
+    remove_stale_temps, temp_owner, temp_path, write_atomic, write_atomic_with, AtomicFile,
+};
+pub use lock::{DirLock, LockError};
 
 /// A file operation on `path` failed.
 #[derive(Debug, thiserror::Error)]
