@@ -231,6 +231,26 @@ pub fn import_tensors(
             summary: report.summary(),
         });
     }
+    // Weights that are NaN or infinite (a diverged run's) would make every output NaN: refuse
+    // them by name before anything is copied.
+    for (name, tensor) in &to_copy {
+        if is_float(tensor.kind()) {
+            let bad = tensor
+                .isfinite()
+                .logical_not()
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            if bad > 0 {
+                return Err(ModelError::Import {
+                    path: source.to_path_buf(),
+                    summary: format!(
+                        "`{name}` holds {bad} NaN or infinite value(s) of {}",
+                        tensor.numel()
+                    ),
+                });
+            }
+        }
+    }
     let _guard = tch::no_grad_guard();
     for (name, tensor) in to_copy {
         let mut var = vars[&name].shallow_clone();
@@ -447,6 +467,24 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert_eq!(msg, "/no/such.safetensors: no such file");
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let vs = VarStore::new(tch::Device::Cpu);
+        let _w = vs.root().zeros("w", &[3]);
+        let bad = Tensor::from_slice(&[1.0f32, f32::NAN, f32::INFINITY]);
+        Tensor::write_safetensors(&[("w", &bad)], &path).unwrap();
+        let err = import_safetensors(&vs, &path, &identity_keys, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`w` holds 2 NaN or infinite value(s) of 3"),
+            "{err}"
+        );
+        assert!(err.contains("w.safetensors"), "{err}");
     }
 
     #[test]
