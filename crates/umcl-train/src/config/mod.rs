@@ -458,6 +458,55 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// The settings a resumed run may not change, as `(key, checkpoint's value, this
+    /// config's value)` for each that differs: every `model` key, and the data shapes the
+    /// model was trained on (`data.image_size`, `data.max_text_len`). Steps, learning
+    /// rates, evaluation and the rest may change on resume.
+    pub fn resume_conflicts(&self, checkpoint: &TrainConfig) -> Vec<(String, String, String)> {
+        let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+        let (Ok(old), Ok(new)) = (
+            toml::Value::try_from(checkpoint),
+            toml::Value::try_from(self),
+        ) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<(String, Option<&toml::Value>, Option<&toml::Value>)> = vec![
+            (
+                "data.image_size".into(),
+                old.get("data").and_then(|d| d.get("image_size")),
+                new.get("data").and_then(|d| d.get("image_size")),
+            ),
+            (
+                "data.max_text_len".into(),
+                old.get("data").and_then(|d| d.get("max_text_len")),
+                new.get("data").and_then(|d| d.get("max_text_len")),
+            ),
+        ];
+        let empty = toml::Table::new();
+        let old_model = old
+            .get("model")
+            .and_then(toml::Value::as_table)
+            .unwrap_or(&empty);
+        let new_model = new
+            .get("model")
+            .and_then(toml::Value::as_table)
+            .unwrap_or(&empty);
+        let mut names: Vec<&String> = old_model.keys().chain(new_model.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            keys.push((
+                format!("model.{name}"),
+                old_model.get(name),
+                new_model.get(name),
+            ));
+        }
+        keys.into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(k, a, b)| (k, show(a), show(b)))
+            .collect()
+    }
+
     /// The configuration as TOML (what a run saves as `config.toml`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# not serialisable: {e}\n"))
@@ -499,6 +548,40 @@ mod tests {
             let err = cfg.apply_overrides(&[item.to_string()]).unwrap_err();
             assert!(err.to_string().contains(key), "{item}: {err}");
         }
+    }
+
+    #[test]
+    fn resume_conflicts_name_the_model_and_shape_keys_only() {
+        let base = TrainConfig::preset("phantom-cpu").unwrap();
+        let mut changed = base.clone();
+        changed
+            .apply_overrides(&[
+                format!("data.image_size={}", base.data.image_size + 32),
+                format!("model.embed_dim={}", base.model.embed_dim / 2),
+                "run.steps=5000".into(),
+                "optim.lr=1e-5".into(),
+            ])
+            .unwrap();
+        let keys: Vec<String> = changed
+            .resume_conflicts(&base)
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect();
+        assert_eq!(keys, ["data.image_size", "model.embed_dim"]);
+        assert!(base.resume_conflicts(&base).is_empty());
+    }
+
+    #[test]
+    fn a_bare_word_is_a_string_where_the_key_wants_one() {
+        for name in ["nan", "inf", "true", "2024", "1e3"] {
+            let mut cfg = TrainConfig::preset("phantom-cpu").unwrap();
+            cfg.apply_overrides(&[format!("run.name={name}")]).unwrap();
+            assert_eq!(cfg.run.name, name);
+        }
+        // Where the key wants a number, `nan` stays the float and is refused as one.
+        let mut cfg = TrainConfig::preset("phantom-cpu").unwrap();
+        let err = cfg.apply_overrides(&["optim.lr=nan".into()]).unwrap_err();
+        assert!(err.to_string().contains("optim.lr"), "{err}");
     }
 
     #[test]

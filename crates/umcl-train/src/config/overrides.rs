@@ -23,17 +23,36 @@ impl TrainConfig {
                 message: "expected KEY=VALUE, e.g. optim.lr=1e-4".into(),
             })?;
             let key = key.trim();
-            let value = parse_value(raw.trim());
+            let raw = raw.trim();
+            let value = parse_value(raw);
+            let typed = !value.is_str();
             set_path(&mut doc, key, value).map_err(|message| ConfigError::Parse {
                 origin: origin(),
                 message,
             })?;
             // Each override is read back at once, so an unknown key or a bad value is
             // reported with the `--set` that brought it.
-            Self::deserialize(doc.clone()).map_err(|e: toml::de::Error| ConfigError::Parse {
-                origin: origin(),
-                message: e.message().to_string(),
-            })?;
+            if let Err(e) = Self::deserialize(doc.clone()) {
+                // A bare word that TOML reads as something else (`nan`, `inf`, `true`, a
+                // number) is the string it spells where the key wants a string
+                // (`run.name=nan`).
+                let as_string = typed.then(|| {
+                    let mut retry = doc.clone();
+                    set_path(&mut retry, key, toml::Value::String(raw.to_string()))
+                        .ok()
+                        .filter(|()| Self::deserialize(retry.clone()).is_ok())
+                        .map(|()| retry)
+                });
+                match as_string.flatten() {
+                    Some(retry) => doc = retry,
+                    None => {
+                        return Err(ConfigError::Parse {
+                            origin: origin(),
+                            message: e.message().to_string(),
+                        })
+                    }
+                }
+            }
         }
         let cfg: Self = doc
             .try_into()
