@@ -41,6 +41,9 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
+    /// The run directory is in use by another run.
+    #[error(transparent)]
+    Locked(#[from] umcl_fs::LockError),
     /// A checkpoint is missing, incomplete or does not match the run.
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint {
@@ -49,15 +52,19 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
-    /// The loss became NaN or infinite; the last good state was saved.
-    #[error("the loss became {value} at step {step}; the last good state is saved in {}", saved.display())]
+    /// The loss became NaN or infinite. The state before that step is saved when its weights
+    /// are sound (finite, no larger than 1e12); otherwise the newest earlier checkpoint is the
+    /// one to go back to.
+    #[error("{}", non_finite_message(*step, *value, saved.as_deref(), newest.as_deref()))]
     NonFinite {
         /// The step whose loss was not finite.
         step: u64,
         /// The value (NaN or inf).
         value: f64,
-        /// The checkpoint with the state before that step.
-        saved: PathBuf,
+        /// The checkpoint of the state before that step, when it was sound and saved.
+        saved: Option<PathBuf>,
+        /// The newest checkpoint of the run (`saved` when there is one).
+        newest: Option<PathBuf>,
     },
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
@@ -92,5 +99,29 @@ impl TrainError {
 impl From<umcl_fs::Error> for TrainError {
     fn from(e: umcl_fs::Error) -> Self {
         TrainError::io(&e.path, e.err)
+    }
+}
+
+fn non_finite_message(
+    step: u64,
+    value: f64,
+    saved: Option<&std::path::Path>,
+    newest: Option<&std::path::Path>,
+) -> String {
+    let head = format!("the loss became {value} at step {step}");
+    match (saved, newest) {
+        (Some(saved), _) => format!(
+            "{head}; the state before that step is sound and saved in {}",
+            saved.display()
+        ),
+        (None, Some(newest)) => format!(
+            "{head}; the weights before that step are NaN, infinite or above 1e12 and were not \
+             saved; the newest checkpoint is {} (lower optim.lr, then resume from it)",
+            newest.display()
+        ),
+        (None, None) => format!(
+            "{head}; the weights before that step are NaN, infinite or above 1e12 and were not \
+             saved, and the run has no earlier checkpoint (lower optim.lr and start again)"
+        ),
     }
 }

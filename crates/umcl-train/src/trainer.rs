@@ -20,7 +20,6 @@
 //! recipe is judged over seeds (docs/results.md), not by one run.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -94,12 +93,18 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     let resume_from = resume_point(&checkpoints, opts)?;
     let mut setup = Setup::new(cfg)?;
     let main = setup.is_main();
-    if main {
-        fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
-        write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    }
+    // Rank 0 writes the run directory, and holds it until the run ends.
+    let _lock = if main {
+        Some(lock_run_dir(&run_dir, opts)?)
+    } else {
+        None
+    };
     let mut optimizer = make_optimizer(&setup.model, cfg);
     let mut state = start_state(cfg, resume_from.as_deref(), &setup, &mut optimizer, opts)?;
+    if main {
+        // Only now: a refused resume leaves the run's config as it was.
+        write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    }
     let vars = join_ranks(&mut setup, cfg, opts)?;
     let mut log = RunLog::start(cfg, opts.quiet, main, &run_dir, state.step)?;
     if setup.report_only > 0 {
@@ -187,18 +192,20 @@ fn run_epoch(
         let (values, grad_norm) = match done {
             StepDone::Updated { values, grad_norm } => (values, grad_norm),
             StepDone::NonFinite(value) => {
-                // Every rank sees the same loss (of the whole batch); rank 0 saves the
-                // state before this step.
-                let saved = if main {
-                    checkpoints.save(&setup.model, optimizer, state)?
+                // Every rank sees the same loss (of the whole batch). Rank 0 saves the state
+                // before this step only if it is sound: weights that gave a NaN loss are
+                // often the diverged ones, and a checkpoint of them is no use to anyone.
+                let saved = if main && weights_are_sound(&setup.model) {
+                    Some(checkpoints.save(&setup.model, optimizer, state)?)
                 } else {
-                    checkpoints.dir().to_path_buf()
+                    None
                 };
                 log.abandon();
                 return Err(TrainError::NonFinite {
                     step: state.step + 1,
                     value,
                     saved,
+                    newest: checkpoints.latest(),
                 });
             }
         };
@@ -229,6 +236,22 @@ fn run_epoch(
         state.batch_in_epoch = 0;
     }
     Ok(())
+}
+
+/// Locks the run directory for this process (a second run into it is refused, naming this
+/// one's process id) and removes what runs killed in the middle of a write left there.
+fn lock_run_dir(run_dir: &Path, opts: &RunOptions) -> Result<umcl_fs::DirLock, TrainError> {
+    let lock = umcl_fs::DirLock::acquire(run_dir)?;
+    let mut removed = umcl_fs::remove_stale_temps(run_dir)?;
+    removed.extend(umcl_fs::remove_stale_temps(&run_dir.join("checkpoints"))?);
+    if !removed.is_empty() && !opts.quiet {
+        eprintln!(
+            "removed {} temporary file(s) left by ended processes in {}",
+            removed.len(),
+            run_dir.display()
+        );
+    }
+    Ok(lock)
 }
 
 /// The checkpoint a run continues from, if any. A fresh run refuses a run directory that
@@ -277,6 +300,24 @@ fn start_state(
             config: cfg.to_toml(),
         });
     };
+    let saved = checkpoint::read_state(path)?;
+    if let Ok(trained) = TrainConfig::from_toml_str(&saved.config, "the checkpoint's config") {
+        let conflicts = cfg.resume_conflicts(&trained);
+        if !conflicts.is_empty() {
+            let list: Vec<String> = conflicts
+                .iter()
+                .map(|(key, then, now)| format!("{key} = {then} in the checkpoint, {now} now"))
+                .collect();
+            return Err(TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "a resumed run keeps the model and data shapes it was trained with: {}; \
+                     resume with the checkpoint's values, or start a new run",
+                    list.join("; ")
+                ),
+            });
+        }
+    }
     let state = checkpoint::restore(path, &setup.model, optimizer)?;
     if !opts.quiet && setup.is_main() {
         eprintln!("resuming from {} at step {}", path.display(), state.step);
@@ -306,6 +347,19 @@ fn join_ranks(
         }
     }
     Ok(vars)
+}
+
+/// The largest weight magnitude a sound model has: far above anything training produces,
+/// far below what one diverged update (a learning rate of 1e30, say) leaves behind.
+const SOUND_WEIGHT_LIMIT: f64 = 1e12;
+
+/// Whether every weight of `model` is finite and at most [`SOUND_WEIGHT_LIMIT`] in magnitude.
+fn weights_are_sound(model: &DualEncoder) -> bool {
+    let _no_grad = tch::no_grad_guard();
+    model.vs.variables().values().all(|t| {
+        t.numel() == 0
+            || t.abs().max().to_kind(tch::Kind::Double).double_value(&[]) <= SOUND_WEIGHT_LIMIT
+    })
 }
 
 /// Counts one finished step of `samples` samples (all ranks together).

@@ -291,3 +291,132 @@ fn bad_configs_are_rejected_before_any_work_naming_the_key() {
         "{err}"
     );
 }
+
+/// `umcl train --config CFG --quiet --set run.name=NAME ARGS`.
+fn train_run(cfg: &Path, name: &str, args: &[&str]) -> std::process::Output {
+    umcl()
+        .arg("train")
+        .arg("--config")
+        .arg(cfg)
+        .args(["--quiet", "--set"])
+        .arg(format!("run.name={name}"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A process id that no process has any more.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_run_directory_in_use_is_refused_naming_its_holder() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    let run = dir.path().join("runs/conc");
+    // Another run holds the directory (here: this test process).
+    let held = umcl_fs::DirLock::acquire(&run).unwrap();
+    let out = train_run(&cfg, "conc", &[]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("in use by process {}", std::process::id())),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    for file in ["config.toml", "metrics.jsonl", "checkpoints"] {
+        assert!(!run.join(file).exists(), "the refused run wrote {file}");
+    }
+    drop(held);
+
+    // Free again, with what a killed run left behind: its partial checkpoint directory and a
+    // temporary file are removed when the next run takes the directory.
+    let dead = dead_pid();
+    let partial = run.join(format!("checkpoints/.tmp-step-00000002-{dead}"));
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("model.safetensors"), b"half").unwrap();
+    let temp = run.join(format!(".config.toml.tmp-{dead}"));
+    std::fs::write(&temp, b"half").unwrap();
+    let out = ok(train_run(&cfg, "conc", &["--set", "run.steps=2"]));
+    assert!(!partial.exists() && !temp.exists(), "{}", stderr_of(&out));
+    assert!(run.join("checkpoints/step-00000002").exists());
+}
+
+#[test]
+fn a_refused_resume_leaves_the_run_as_it_was_and_bad_weights_are_refused() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    ok(train_run(&cfg, "r", &["--set", "run.steps=2"]));
+    let run = dir.path().join("runs/r");
+    let config = std::fs::read(run.join("config.toml")).unwrap();
+    let missing = dir.path().join("no-such-checkpoint");
+    let refused: [&[&str]; 3] = [
+        &["--resume", "latest", "--set", "data.image_size=64"],
+        &["--resume", "latest", "--set", "model.embed_dim=8"],
+        &["--resume", missing.to_str().unwrap()],
+    ];
+    for args in refused {
+        let out = train_run(&cfg, "r", args);
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(
+            std::fs::read(run.join("config.toml")).unwrap(),
+            config,
+            "{args:?} rewrote config.toml"
+        );
+    }
+
+    // Weights with NaN in them (as a diverged run's) are refused by name, not evaluated.
+    for ckpt in std::fs::read_dir(run.join("checkpoints")).unwrap() {
+        let file = ckpt.unwrap().path().join("model.safetensors");
+        let mut named = tch::Tensor::read_safetensors(&file).unwrap();
+        named[0].1 = &named[0].1 * f64::NAN;
+        tch::Tensor::write_safetensors(&named, &file).unwrap();
+    }
+    let out = umcl()
+        .args(["classify", "--checkpoint"])
+        .arg(&run)
+        .arg(dir.path().join("phantom/eval-5x200/0000.png"))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "classify accepted NaN weights");
+    assert!(err.contains("NaN or infinite"), "{err}");
+}
+
+#[test]
+fn a_diverged_run_does_not_call_diverged_weights_good() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    let out = train_run(
+        &cfg,
+        "nan",
+        &["--set", "optim.lr=1e30", "--set", "optim.warmup_steps=0"],
+    );
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the loss became"), "{err}");
+    assert!(err.contains("were not saved"), "{err}");
+    assert!(!err.contains("sound and saved"), "{err}");
+    // Whatever checkpoint the run has holds finite weights: they load.
+    let ckpts = dir.path().join("runs/nan/checkpoints");
+    for entry in std::fs::read_dir(&ckpts).into_iter().flatten() {
+        let file = entry.unwrap().path().join("model.safetensors");
+        for (name, t) in tch::Tensor::read_safetensors(&file).unwrap() {
+            let finite = t.isfinite().all().int64_value(&[]) == 1;
+            assert!(finite, "{}: {name} is not finite", file.display());
+        }
+    }
+}
