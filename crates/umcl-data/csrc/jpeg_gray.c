@@ -26,8 +26,15 @@ static void umcl_error_exit(j_common_ptr cinfo) {
   longjmp(e->jump, 1);
 }
 
-/* Warnings (a truncated file, say) are not printed; decoding goes on as libjpeg does. */
+/* Nothing is printed: messages go back to the caller. */
 static void umcl_output_message(j_common_ptr cinfo) { (void)cinfo; }
+
+/* A warning (msg_level -1: corrupt or missing entropy data, which libjpeg fills in and goes
+ * on) is an error here, as Pillow makes it: a damaged radiograph must not train silently.
+ * Trace messages (msg_level >= 0) are ignored. */
+static void umcl_emit_message(j_common_ptr cinfo, int msg_level) {
+  if (msg_level < 0) umcl_error_exit(cinfo);
+}
 
 /* Decodes a single-component (grayscale) JPEG, scaled by 1/scale_denom in the DCT domain
  * (1 = full size), into out: width * height bytes, row after row.
@@ -47,6 +54,7 @@ int umcl_jpeg_gray(const unsigned char *data, size_t len, int scale_denom,
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = umcl_error_exit;
   err.pub.output_message = umcl_output_message;
+  err.pub.emit_message = umcl_emit_message;
   err.msg = msg;
   err.msg_cap = msg_cap;
   if (setjmp(err.jump)) {

@@ -42,6 +42,47 @@ impl JpegDecoder {
     }
 }
 
+/// The most pixels an image may have: every decoder checks the size its header claims before
+/// allocating, so a small file that claims a huge image (a decompression bomb) is an error,
+/// not gigabytes of memory. Pillow's limit (twice its `MAX_IMAGE_PIXELS`), about 13,400 pixels
+/// square, far above any radiograph.
+pub const MAX_PIXELS: usize = 178_956_970;
+
+/// An error unless `width * height` is at most [`MAX_PIXELS`].
+pub(crate) fn check_pixels(width: usize, height: usize) -> Result<(), String> {
+    match width.checked_mul(height) {
+        Some(n) if n <= MAX_PIXELS => Ok(()),
+        _ => Err(format!(
+            "the image claims {width} x {height} pixels, more than the limit of {MAX_PIXELS} \
+             (a corrupt or hostile file?)"
+        )),
+    }
+}
+
+/// An error unless a JPEG's data is complete: its last scan must be followed by the
+/// end-of-image marker. A file cut short (a partial download or copy) has no such marker,
+/// and decoders would otherwise fill the missing part with grey. Markers cannot occur
+/// inside entropy-coded data, so an `FF D9` after the last `FF DA` is the real end. A
+/// thumbnail's end marker, which comes before the main image's scan, does not count.
+pub(crate) fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
+    const SOS: [u8; 2] = [0xFF, 0xDA];
+    const EOI: [u8; 2] = [0xFF, 0xD9];
+    // Found from the end, the end marker is a few bytes away in a whole file; the first
+    // scan is a few kilobytes from the start.
+    let ended = bytes.windows(2).rposition(|w| w == EOI).is_some_and(|eoi| {
+        !bytes[eoi..].windows(2).any(|w| w == SOS) && bytes[..eoi].windows(2).any(|w| w == SOS)
+    });
+    if ended {
+        Ok(())
+    } else {
+        Err(format!(
+            "the JPEG data is truncated: no end-of-image marker after its last scan \
+             ({} bytes read)",
+            bytes.len()
+        ))
+    }
+}
+
 /// The name of the grayscale JPEG decoder this build uses ([`JpegDecoder::DEFAULT`]), as
 /// `umcl info` prints it.
 pub const JPEG_DECODER: &str = JpegDecoder::DEFAULT.name();
@@ -143,6 +184,10 @@ pub(super) fn decode_gray_jpeg(
         path: name.to_path_buf(),
         message,
     };
+    check_jpeg_complete(bytes).map_err(err)?;
+    if let Some((w, h)) = jpeg_size(bytes) {
+        check_pixels(w, h).map_err(err)?;
+    }
     match decoder {
         JpegDecoder::ZuneJpeg => zune_gray(bytes, buf).map_err(err),
         #[cfg(feature = "libjpeg")]
@@ -178,6 +223,7 @@ fn zune_gray(bytes: &[u8], buf: &mut Vec<u8>) -> Result<Option<(usize, usize)>, 
     let (width, height) = dec
         .dimensions()
         .ok_or_else(|| "no image size after the headers".to_string())?;
+    check_pixels(width, height)?;
     let len = dec
         .output_buffer_size()
         .ok_or_else(|| "image too large".to_string())?;
@@ -257,7 +303,20 @@ pub(crate) fn decode_raw_reusing(
             pixels: RawPixels::U8(buf),
         });
     }
-    let img = image::load_from_memory(bytes).map_err(|e| err(e.to_string()))?;
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        check_jpeg_complete(bytes).map_err(err)?;
+    }
+    // The size the header claims, checked before the pixels are allocated.
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| err(e.to_string()))
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| err(e.to_string()))?;
+    check_pixels(w as usize, h as usize).map_err(err)?;
+    let img = reader()?.decode().map_err(|e| err(e.to_string()))?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     if width == 0 || height == 0 {
         return Err(err("image has no pixels".into()));

@@ -53,6 +53,7 @@ pub(super) fn decode_gray(
             0 => return Err("image has no pixels".into()),
             2 => return Ok(None),
             3 => {
+                super::decode::check_pixels(w, h)?;
                 let len = w
                     .checked_mul(h)
                     .filter(|&n| n > 0)
