@@ -34,6 +34,8 @@ use umcl_train::embed::TensorBatch;
 use umcl_train::optim::{AdamW, AdamWConfig};
 use umcl_train::step::{self, Contrastive, StepConfig};
 
+use crate::stdout::outln;
+
 /// `umcl bench ...`
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -468,7 +470,7 @@ fn step(args: &StepArgs) -> Result<()> {
         };
     }
     let line = serde_json::to_string(&record)?;
-    println!("{line}");
+    outln!("{line}");
     if let Some(path) = &args.json {
         write_atomic(path, format!("{line}\n").as_bytes())?;
     }

@@ -9,6 +9,8 @@ use umcl_data::labeler::Labeler;
 use umcl_data::schema::CHEST_XRAY_KEYS;
 use umcl_fs::AtomicFile;
 
+use crate::stdout::outln;
+
 /// How many skipped rows the summary lists one by one (all are counted).
 const LISTED_SKIPS: usize = 20;
 
@@ -47,7 +49,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
         }
     };
     let summary = label_file(&labeler, &args)?;
-    println!(
+    outln!(
         "labeled {} reports from {} into {} (rules `{}`)",
         summary.written,
         args.input.display(),
@@ -55,19 +57,19 @@ pub fn run(args: LabelArgs) -> Result<()> {
         labeler.name()
     );
     if summary.empty > 0 {
-        println!(
+        outln!(
             "{} reports had no text in {}: all their labels are left empty",
             summary.empty,
             args.text_columns.join(", ")
         );
     }
     if !summary.skipped.is_empty() {
-        println!("skipped {} malformed rows:", summary.skipped.len());
+        outln!("skipped {} malformed rows:", summary.skipped.len());
         for reason in summary.skipped.iter().take(LISTED_SKIPS) {
-            println!("  {reason}");
+            outln!("  {reason}");
         }
         if summary.skipped.len() > LISTED_SKIPS {
-            println!("  ... and {} more", summary.skipped.len() - LISTED_SKIPS);
+            outln!("  ... and {} more", summary.skipped.len() - LISTED_SKIPS);
         }
     }
     Ok(())

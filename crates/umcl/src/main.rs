@@ -10,7 +10,10 @@ mod data_cmd;
 mod label_cmd;
 mod models_cmd;
 mod phantom_cmd;
+mod stdout;
 mod train_cmd;
+
+use stdout::outln;
 
 /// Unified medical image-text-label contrastive pretraining.
 #[derive(Parser)]
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
+        Ok(()) if stdout::failed() => std::process::ExitCode::FAILURE,
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("umcl: error: {err:#}");
@@ -121,7 +125,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn info(args: &BackendArgs) -> Result<()> {
     let backend = args.init()?;
-    println!("{backend}");
+    outln!("{backend}");
     let x = Tensor::arange(6, (Kind::Float, backend.device)).reshape([2, 3]);
     let sum = x
         .matmul(&x.transpose(0, 1))
@@ -134,7 +138,7 @@ fn info(args: &BackendArgs) -> Result<()> {
         sum == 83.0,
         "tensor check on {device} gave {sum}, expected 83"
     );
-    println!("check      ok (2x3 matmul on {device})");
-    println!("jpeg       {}", umcl_data::images::JPEG_DECODER);
+    outln!("check      ok (2x3 matmul on {device})");
+    outln!("jpeg       {}", umcl_data::images::JPEG_DECODER);
     Ok(())
 }

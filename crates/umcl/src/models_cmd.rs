@@ -10,6 +10,7 @@ use umcl_data::tokenize::{Padding, Tokenizer};
 use umcl_models::bert::Pooling;
 use umcl_models::text::PretrainedBert;
 
+use crate::stdout::outln;
 use crate::BackendArgs;
 
 /// Options of `umcl embed`.
@@ -90,7 +91,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
     let (n, d) = all.size2()?;
     let data = Vec::<f32>::try_from(all.contiguous().view([-1]))?;
     write_npy_f32(&args.output, &[n as usize, d as usize], &data)?;
-    println!(
+    outln!(
         "wrote {} ({n} x {d}, float32, {} pooling{})",
         args.output.display(),
         pooling_name(args.pooling),
@@ -235,7 +236,7 @@ fn explain(args: &ExplainArgs) -> Result<()> {
         vec!["shared context".to_string()]
     };
     for (g, title) in groups.iter().enumerate() {
-        println!("{title}:");
+        outln!("{title}:");
         for (i, row) in near[g * m..(g + 1) * m].iter().enumerate() {
             let shown: Vec<String> = row
                 .iter()
@@ -247,7 +248,7 @@ fn explain(args: &ExplainArgs) -> Result<()> {
                     format!("{word} ({dist:.3})")
                 })
                 .collect();
-            println!("  v{:<3} {}", i + 1, shown.join("  "));
+            outln!("  v{:<3} {}", i + 1, shown.join("  "));
         }
     }
     Ok(())

@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use umcl_data::phantom::{self, PhantomOptions};
 
+use crate::stdout::outln;
+
 /// Options of `umcl data phantom`.
 #[derive(Args)]
 pub struct PhantomArgs {
@@ -49,18 +51,18 @@ pub fn run(args: &PhantomArgs) -> Result<()> {
     let summary = phantom::write_dataset(&args.out, &opts)
         .with_context(|| format!("cannot write the phantom dataset to {}", args.out.display()))?;
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "SYNTHETIC phantom data (no real patient data) in {}",
         args.out.display()
     );
-    println!("manifest   {}", summary.manifest.display());
+    outln!("manifest   {}", summary.manifest.display());
     for (source, n) in summary.per_source {
-        println!("  {source:15} {n}");
+        outln!("  {source:15} {n}");
     }
     if let Some(eval) = &summary.eval_manifest {
-        println!("eval       {} (phantom 5x200)", eval.display());
+        outln!("eval       {} (phantom 5x200)", eval.display());
     }
-    println!(
+    outln!(
         "images     {} at {} px in {secs:.1} s ({:.0}/s)",
         summary.images,
         args.size,
@@ -70,7 +72,7 @@ pub fn run(args: &PhantomArgs) -> Result<()> {
         phantom::contact_sheet(5, 112.min(args.size), args.seed)
             .save_png(path)
             .with_context(|| "cannot write the contact sheet".to_string())?;
-        println!("contact    {}", path.display());
+        outln!("contact    {}", path.display());
     }
     Ok(())
 }

@@ -11,6 +11,8 @@ use umcl_train::distributed::LAUNCH_VARIABLES;
 use umcl_train::evaluate;
 use umcl_train::trainer::{self, Resume, RunOptions};
 
+use crate::stdout::{out, outln};
+
 /// Arguments of `umcl train`.
 #[derive(Args)]
 #[command(
@@ -60,7 +62,7 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
 pub fn train(args: &TrainArgs) -> Result<()> {
     let mut cfg = resolve_config(args)?;
     if args.print_config {
-        print!("{}", cfg.to_toml());
+        out!("{}", cfg.to_toml());
         return Ok(());
     }
     if let Some(n) = args.nproc {
@@ -92,28 +94,31 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if std::env::var("RANK").is_ok_and(|r| r.trim() != "0") {
         return Ok(()); // rank 0 reports for the run
     }
-    println!("run directory: {}", summary.run_dir.display());
-    println!(
+    outln!("run directory: {}", summary.run_dir.display());
+    outln!(
         "steps: {}, final loss {:.4}",
-        summary.steps, summary.final_loss
+        summary.steps,
+        summary.final_loss
     );
     if let Some((auc, step)) = summary.best {
-        println!("best validation mean AUC: {auc:.4} (step {step})");
+        outln!("best validation mean AUC: {auc:.4} (step {step})");
     }
     if let Some(z) = &summary.zero_shot {
         if let Some(l) = &z.learned {
-            println!(
+            outln!(
                 "zero-shot accuracy on {} ({} images): {:.4} with learned prompts, {:.4} with hand-written prompts",
                 z.manifest, z.samples, l.accuracy, z.handwritten.accuracy
             );
         } else {
-            println!(
+            outln!(
                 "zero-shot accuracy on {} ({} images): {:.4} with hand-written prompts",
-                z.manifest, z.samples, z.handwritten.accuracy
+                z.manifest,
+                z.samples,
+                z.handwritten.accuracy
             );
         }
     }
-    println!("summary: {}", summary.run_dir.join("summary.md").display());
+    outln!("summary: {}", summary.run_dir.join("summary.md").display());
     Ok(())
 }
 
@@ -388,7 +393,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             (serde_json::to_string_pretty(&r)?, md, None)
         }
     };
-    println!("{markdown}");
+    outln!("{markdown}");
     if let Some(dir) = &args.output {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_atomic(&dir.join("results.json"), json.as_bytes())?;
@@ -400,7 +405,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 .collect();
             umcl_train::plots::plot_roc(&dir.join("roc.png"), &refs)?;
         }
-        println!("results written to {}", dir.display());
+        outln!("results written to {}", dir.display());
     }
     Ok(())
 }
@@ -444,9 +449,9 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
         backend.device,
     )?;
     for (path, scores) in args.images.iter().zip(ranked) {
-        println!("{}", path.display());
+        outln!("{}", path.display());
         for (class, p) in scores.into_iter().take(args.top_k.max(1)) {
-            println!("  {class:<28} {p:.4}");
+            outln!("  {class:<28} {p:.4}");
         }
     }
     Ok(())
