@@ -21,3 +21,8 @@ pub mod split;
 pub mod synth;
 pub mod tokenize;
 pub mod unify;
+
+/// The most worker threads a pool of this crate starts (the loader's `threads`, the phantom
+/// writer's): far above any machine's cores, far below a count whose spawning would hang
+/// the machine (`--threads 100000`).
+pub const MAX_THREADS: usize = 1024;

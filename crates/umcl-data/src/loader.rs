@@ -253,8 +253,12 @@ impl Loader {
         if cfg.batch_size == 0 {
             return invalid("batch_size must be at least 1".into());
         }
-        if cfg.threads == 0 {
-            return invalid("threads must be at least 1".into());
+        if cfg.threads == 0 || cfg.threads > crate::MAX_THREADS {
+            return invalid(format!(
+                "threads must be between 1 and {}, got {}",
+                crate::MAX_THREADS,
+                cfg.threads
+            ));
         }
         cfg.preprocess
             .validate()

@@ -55,6 +55,9 @@ pub enum BackendError {
     /// A thread count of zero.
     #[error("thread count must be at least 1")]
     ZeroThreads,
+    /// A thread count above [`MAX_THREADS`].
+    #[error("thread count must be at most {MAX_THREADS}, got {0}")]
+    TooManyThreads(usize),
     /// Autocast asked for a dtype other than bf16 or fp16.
     #[error("autocast supports bf16 and fp16, not {0:?}")]
     AutocastKind(Kind),
@@ -261,6 +264,7 @@ pub fn init(config: &BackendConfig) -> Result<Backend, BackendError> {
     };
     let threads = match config.threads {
         Some(0) => return Err(BackendError::ZeroThreads),
+        Some(n) if n > MAX_THREADS => return Err(BackendError::TooManyThreads(n)),
         Some(n) => n,
         None => physical_cores(),
     };
@@ -387,6 +391,10 @@ fn runtime_torch_version(lib_dir: &Path) -> Option<String> {
         .find_map(|line| line.strip_prefix("__version__ = "))
         .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
 }
+
+/// The most intra-op threads [`init`] sets: far above any machine's cores, far below a count
+/// whose start-up would hang the machine.
+pub const MAX_THREADS: usize = 1024;
 
 /// Physical cores among the CPUs this process may run on (hyper-threads counted once).
 pub fn physical_cores() -> usize {

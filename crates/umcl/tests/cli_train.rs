@@ -245,7 +245,9 @@ fn a_run_killed_mid_step_and_resumed_ends_bitwise_identical() {
 #[test]
 fn bad_configs_are_rejected_before_any_work_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (&["--set", "data.workers=100000"], "data.workers"),
+        (&["--set", "run.threads=100000"], "run.threads"),
         (&["--set", "optim.lr=nan"], "optim.lr"),
         (&["--set", "optim.lr=-1e-4"], "optim.lr"),
         (&["--set", "optim.lrr=1"], "optim.lrr"),

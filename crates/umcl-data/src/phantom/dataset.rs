@@ -104,6 +104,11 @@ pub fn eval_finding(k: usize) -> Finding {
     Finding::EVAL[(k / EVAL_PER_FINDING).min(Finding::EVAL.len() - 1)]
 }
 
+/// The largest phantom image side ([`PhantomOptions::size`]).
+pub const MAX_SIZE: usize = 4096;
+/// The most training samples a phantom set has ([`PhantomOptions::n`]).
+pub const MAX_SAMPLES: usize = 1_000_000;
+
 /// Writes the phantom dataset into `dir`:
 ///
 /// - `images/phantom-NNNNNN.png` and `manifest.jsonl`: `n` training samples in three sources,
@@ -117,10 +122,23 @@ pub fn eval_finding(k: usize) -> Finding {
 ///
 /// Every file is written atomically; images in parallel on `threads` threads.
 pub fn write_dataset(dir: &Path, opts: &PhantomOptions) -> Result<PhantomSummary, DataError> {
-    if opts.size < 8 {
+    if !(8..=MAX_SIZE).contains(&opts.size) {
         return Err(DataError::Invalid(format!(
-            "phantom image size must be at least 8, got {}",
+            "phantom image size must be between 8 and {MAX_SIZE}, got {}",
             opts.size
+        )));
+    }
+    if opts.n > MAX_SAMPLES {
+        return Err(DataError::Invalid(format!(
+            "a phantom set has at most {MAX_SAMPLES} training samples, got {}",
+            opts.n
+        )));
+    }
+    if opts.threads > crate::MAX_THREADS {
+        return Err(DataError::Invalid(format!(
+            "at most {} threads, got {}",
+            crate::MAX_THREADS,
+            opts.threads
         )));
     }
     let schema = Schema::chest_xray();

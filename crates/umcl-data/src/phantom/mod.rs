@@ -35,7 +35,7 @@ mod render;
 
 pub use self::dataset::{
     eval_finding, labels_for, sources, write_dataset, PhantomOptions, PhantomSummary,
-    EVAL_PER_FINDING, EVAL_SEED,
+    EVAL_PER_FINDING, EVAL_SEED, MAX_SAMPLES, MAX_SIZE,
 };
 pub use self::render::{contact_sheet, render};
 

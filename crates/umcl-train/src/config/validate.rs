@@ -74,6 +74,14 @@ impl TrainConfig {
                 return bad(key, "must be at least 1".into());
             }
         }
+        for (key, v) in [
+            ("data.workers", self.data.workers),
+            ("run.threads", self.run.threads),
+        ] {
+            if v > umcl_data::MAX_THREADS {
+                return bad(key, format!("must be at most {}", umcl_data::MAX_THREADS));
+            }
+        }
         if self.data.image_size < 16 {
             return bad("data.image_size", "must be at least 16".into());
         }
