@@ -277,6 +277,11 @@ impl ManifestReader {
             }
             Some(line) => line.map_err(|err| line_error(path, 1, err))?,
         };
+        // A byte-order mark some editors put at the start of a file.
+        let first = match first.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => first,
+        };
         let header: Header = serde_json::from_str(&first)
             .map_err(|err| DataError::at(path, 1, format!("not a manifest header: {err}")))?;
         if header.format != FORMAT {

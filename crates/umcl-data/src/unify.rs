@@ -69,9 +69,10 @@ pub struct Unified {
     pub report_only: usize,
 }
 
-/// Unifies `samples` (read from `origin`, named in errors). A sample that ends with neither
-/// image nor text (nor text to come, under [`TextSynthesis::PerEpoch`]) is an error naming
-/// how many there are and the first ids.
+/// Unifies `samples` (read from `origin`, named in errors). A sample left with nothing to
+/// train on is an error naming how many there are and the first ids: one with no text (nor
+/// text to come, under [`TextSynthesis::PerEpoch`]) and no image, or an image with neither
+/// text nor labels.
 pub fn unify(
     mut samples: Vec<Sample>,
     opts: &UnifyOptions,
@@ -99,9 +100,13 @@ pub fn unify(
         }
     }
     let per_epoch = opts.text == TextSynthesis::PerEpoch;
+    // Text, or labels to synthesise it from each epoch.
+    let text_coming = |s: &Sample| s.text.is_some() || (per_epoch && s.has_labels());
+    // No text: without an image nothing is left; with one, only its labels could train it
+    // (the prompt-label term), so an image with neither is nothing to train on either.
     let unusable: Vec<&str> = samples
         .iter()
-        .filter(|s| s.image.is_none() && s.text.is_none() && !(per_epoch && s.has_labels()))
+        .filter(|s| !text_coming(s) && (s.image.is_none() || !s.has_labels()))
         .map(|s| s.id.as_str())
         .collect();
     if !unusable.is_empty() {
@@ -109,7 +114,8 @@ pub fn unify(
         return Err(DataError::file(
             origin,
             format!(
-                "{} samples of {} have neither image nor text (first: {})",
+                "{} samples of {} have nothing to train on: no text, and neither an image \
+                 with labels nor labels to write a text from (first: {})",
                 unusable.len(),
                 samples.len(),
                 first.join(", ")
@@ -156,5 +162,41 @@ mod tests {
         let once = run(TextSynthesis::Once { seed: 1 }).unwrap();
         assert_eq!(once.synthesized, 1);
         assert!(once.samples[0].text.is_some());
+
+        // An image without text or labels trains nothing (the loss would be 0); with labels
+        // it trains the prompt-label term.
+        let mut image_only = Sample::new("blank", "test", &schema);
+        image_only.image = Some("x.png".into());
+        let opts = UnifyOptions {
+            label_reports: true,
+            text: TextSynthesis::Once { seed: 1 },
+        };
+        let labeler = Labeler::builtin();
+        let err = unify(
+            vec![image_only.clone()],
+            &opts,
+            &labeler,
+            &synth,
+            Path::new("m.jsonl"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("blank") && err.contains("nothing to train on"),
+            "{err}"
+        );
+        image_only.labels[0] = LabelState::Negative;
+        let off = UnifyOptions {
+            label_reports: true,
+            text: TextSynthesis::Off,
+        };
+        assert!(unify(
+            vec![image_only],
+            &off,
+            &labeler,
+            &synth,
+            Path::new("m.jsonl")
+        )
+        .is_ok());
     }
 }

@@ -302,3 +302,16 @@ fn writes_are_atomic() {
         .collect();
     assert_eq!(names, ["m.jsonl"]);
 }
+
+#[test]
+fn a_byte_order_mark_before_the_header_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::chest_xray();
+    let path = dir.path().join("m.jsonl");
+    write_manifest(&path, &schema, &[sample("a", None)]).unwrap();
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend(std::fs::read(&path).unwrap());
+    std::fs::write(&path, bytes).unwrap();
+    let mut reader = ManifestReader::open(&path).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap().id, "a");
+}

@@ -559,6 +559,9 @@ fn generic_jsonl_values_and_bad_lines() {
     options.label_columns = vec!["cardiomegaly".into()];
     options.label_list = Some("findings".into());
     options.image = None;
+    // This file's records have no patient and no report field.
+    options.patient = None;
+    options.text = Vec::new();
     let prepared = generic::prepare(&options, &schema, SKIP).unwrap();
     let ids: Vec<_> = prepared.samples.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["j1", "j5"]);
@@ -582,6 +585,44 @@ fn generic_jsonl_values_and_bad_lines() {
         skipped[5],
         "generic/bad.jsonl:7: unknown label `Dragon` in `findings` (schema `chest-xray`)"
     );
+}
+
+#[test]
+fn jsonl_fields_no_record_has_are_errors_and_a_bom_is_skipped() {
+    let schema = Schema::chest_xray();
+    // Misspelt field names: every record lacks them, so nothing would be read.
+    let mut options = generic_options("generic/samples.jsonl");
+    options.image = None;
+    options.text = vec!["reprot".into()];
+    options.patient = Some("patinet".into());
+    let err = generic::prepare(&options, &schema, SKIP)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("generic/samples.jsonl")
+            && err.contains("`patinet` (the patient field)")
+            && err.contains("`reprot` (a text field)")
+            && err.contains(
+                "the records' fields are: cardiomegaly, case, file, findings, report, subject"
+            ),
+        "{err}"
+    );
+    // A byte-order mark before the first record.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bom.jsonl");
+    std::fs::write(
+        &path,
+        "\u{feff}{\"case\": \"b1\", \"report\": \"Clear lungs.\"}\n",
+    )
+    .unwrap();
+    let options = generic::GenericOptions {
+        file: path,
+        id: Some("case".into()),
+        text: vec!["report".into()],
+        ..Default::default()
+    };
+    let prepared = generic::prepare(&options, &schema, STRICT).unwrap();
+    assert_eq!(prepared.samples[0].id, "b1");
 }
 
 #[test]

@@ -317,6 +317,22 @@ pub fn prepare(options: &GenericOptions, schema: &Schema, read: ReadOptions) -> 
         }
         GenericFormat::Jsonl => {
             plan.resolve_labels(None, path)?;
+            // Every field the options name, with its role, and whether any record has it.
+            let mut named: Vec<(&str, &str, bool)> = Vec::new();
+            let flags = [
+                ("the id field", options.id.iter().collect::<Vec<_>>()),
+                ("the patient field", options.patient.iter().collect()),
+                ("the image field", options.image.iter().collect()),
+                ("a text field", options.text.iter().collect()),
+                ("the label-list field", options.label_list.iter().collect()),
+                ("a label field", options.label_columns.iter().collect()),
+            ];
+            for (flag, fields) in &flags {
+                for field in fields {
+                    named.push((flag, field.as_str(), false));
+                }
+            }
+            let mut fields_seen: Vec<String> = Vec::new();
             let reader = BufReader::new(open_maybe_gz(path)?);
             for (index, bytes) in reader.split(b'\n').enumerate() {
                 let line = index as u64 + 1;
@@ -329,6 +345,12 @@ pub fn prepare(options: &GenericOptions, schema: &Schema, read: ReadOptions) -> 
                             format!("not valid UTF-8 (bad byte at offset {})", err.valid_up_to()),
                         )
                     })?;
+                    // A byte-order mark some editors put at the start of a file.
+                    let text = if line == 1 {
+                        text.strip_prefix('\u{feff}').unwrap_or(text)
+                    } else {
+                        text
+                    };
                     if text.trim().is_empty() {
                         return Ok(None);
                     }
@@ -339,10 +361,39 @@ pub fn prepare(options: &GenericOptions, schema: &Schema, read: ReadOptions) -> 
                             return Err(DataError::at(path, line, format!("malformed JSON: {err}")))
                         }
                     };
+                    for (_, field, seen) in named.iter_mut() {
+                        *seen |= object.contains_key(*field);
+                    }
+                    for key in object.keys() {
+                        if fields_seen.len() < 50 && !fields_seen.contains(key) {
+                            fields_seen.push(key.clone());
+                        }
+                    }
                     let record = JsonRecord { path, line, object };
                     plan.sample(&record, line).map(Some)
                 })();
                 collector.accept(path, line, sample)?;
+            }
+            // A field no record has is a misspelt name, not a file without such data: the
+            // CSV reader refuses a missing column the same way.
+            let missing: Vec<String> = named
+                .iter()
+                .filter(|(_, _, seen)| !seen)
+                .map(|(role, field, _)| format!("`{field}` ({role})"))
+                .collect();
+            if !missing.is_empty() {
+                return Err(DataError::file(
+                    path,
+                    format!(
+                        "no record has the field {}; the records' fields are: {}",
+                        missing.join(", "),
+                        if fields_seen.is_empty() {
+                            "(none)".to_string()
+                        } else {
+                            fields_seen.join(", ")
+                        }
+                    ),
+                ));
             }
         }
     }
