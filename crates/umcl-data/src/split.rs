@@ -7,7 +7,10 @@
 //! three counts add up to `n`). No patient is in two splits.
 //!
 //! The split is written next to the manifest as `STEM.splits.json`: the seed, the fractions,
-//! and the sample ids of each part, so a run can be reproduced from the file alone.
+//! the sample ids of each part, so a run can be reproduced from the file alone, and the
+//! manifest's fingerprint (its sample count and a hash of its ids), so a split read for a
+//! manifest that has changed since is refused instead of silently leaving samples out
+//! ([`Split::check`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -112,7 +115,35 @@ pub struct Split {
     pub ids: [Vec<String>; 3],
     /// Patient (group) counts per part.
     pub groups: [usize; 3],
+    /// The fingerprint of the samples it was made from (`None` in files of version 1).
+    pub made_from: Option<Fingerprint>,
 }
+
+/// What identifies a manifest's set of samples: their count and an order-independent hash
+/// of their ids. Adding, removing or renaming a sample changes it; relabelling does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Number of samples.
+    pub samples: usize,
+    /// The hash of the ids, 16 hex digits.
+    pub ids_hash: String,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `samples`.
+    pub fn of(samples: &[Sample]) -> Fingerprint {
+        let hash = samples.iter().fold(0u64, |acc, s| {
+            acc.wrapping_add(group_hash(FINGERPRINT_SEED, &s.id))
+        });
+        Fingerprint {
+            samples: samples.len(),
+            ids_hash: format!("{hash:016x}"),
+        }
+    }
+}
+
+/// The seed of the id hash of [`Fingerprint`].
+const FINGERPRINT_SEED: u64 = 0x5EED_F1A9_E4D1_D500;
 
 impl Split {
     /// Splits `samples` by patient.
@@ -145,7 +176,41 @@ impl Split {
             spec,
             ids,
             groups: counts,
+            made_from: Some(Fingerprint::of(samples)),
         }
+    }
+
+    /// An error unless this split (read from `path`) was made from exactly `samples`: a
+    /// manifest that gained, lost or renamed samples since would train without the new ones
+    /// and validate on whatever still matches. A split of version 1, without a fingerprint,
+    /// must at least place every sample.
+    pub fn check(&self, samples: &[Sample], path: &Path) -> Result<()> {
+        let lookup = self.lookup();
+        let unplaced = samples
+            .iter()
+            .filter(|s| !lookup.contains_key(s.id.as_str()))
+            .count();
+        let now = Fingerprint::of(samples);
+        let matches = match &self.made_from {
+            Some(then) => *then == now,
+            None => unplaced == 0,
+        };
+        if matches {
+            return Ok(());
+        }
+        let then = self
+            .made_from
+            .as_ref()
+            .map_or(String::new(), |f| format!(" of {} samples", f.samples));
+        Err(DataError::file(
+            path,
+            format!(
+                "this split was made for another version of the manifest{then}; the manifest \
+                 now has {} samples, {unplaced} of them in no part: make a new split \
+                 (`umcl data split`, or delete this file and training makes one)",
+                now.samples
+            ),
+        ))
     }
 
     /// The ids of one part.
@@ -165,7 +230,8 @@ impl Split {
     pub fn write(&self, path: &Path, manifest: &Path) -> Result<()> {
         let file = SplitFile {
             format: SPLIT_FORMAT.to_string(),
-            version: 1,
+            version: 2,
+            made_from: self.made_from.clone(),
             manifest: manifest
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -192,11 +258,11 @@ impl Split {
         let text = std::fs::read_to_string(path).map_err(|err| DataError::io(path, err))?;
         let file: SplitFile = serde_json::from_str(&text)
             .map_err(|err| DataError::file(path, format!("not a split file: {err}")))?;
-        if file.format != SPLIT_FORMAT || file.version != 1 {
+        if file.format != SPLIT_FORMAT || !(1..=2).contains(&file.version) {
             return Err(DataError::file(
                 path,
                 format!(
-                    "format `{}` version {}, expected `{SPLIT_FORMAT}` version 1",
+                    "format `{}` version {}, expected `{SPLIT_FORMAT}` version 1 or 2",
                     file.format, file.version
                 ),
             ));
@@ -207,6 +273,7 @@ impl Split {
             spec,
             groups: Part::ALL.map(|p| file.patients.get(p.name()).copied().unwrap_or(0)),
             ids: [file.train, file.val, file.test],
+            made_from: file.made_from,
         };
         let mut seen: HashMap<&str, Part> = HashMap::new();
         for part in Part::ALL {
@@ -231,6 +298,9 @@ struct SplitFile {
     format: String,
     version: u32,
     manifest: String,
+    /// Version 2 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    made_from: Option<Fingerprint>,
     unit: String,
     seed: u64,
     fractions: [f64; 3],

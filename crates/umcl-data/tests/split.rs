@@ -105,3 +105,46 @@ fn fractions_are_checked() {
     assert!(SplitSpec::new(0, [f64::NAN, 0.5, 0.5]).is_err());
     assert!(SplitSpec::new(0, [1.0, 0.0, 0.0]).is_ok());
 }
+
+#[test]
+fn a_split_refuses_a_manifest_that_changed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.splits.json");
+    let mut all = samples();
+    let split = Split::new(&all, SplitSpec::new(1, [0.8, 0.2, 0.0]).unwrap());
+    split.write(&path, &dir.path().join("m.jsonl")).unwrap();
+    let split = Split::read(&path).unwrap();
+    split.check(&all, &path).unwrap();
+    // The same samples in another order: the same manifest.
+    all.reverse();
+    split.check(&all, &path).unwrap();
+
+    // 40 samples appended: they would never train.
+    let schema = Schema::chest_xray();
+    let mut grown = all.clone();
+    for i in 0..40 {
+        grown.push(Sample::new(format!("new-{i}"), "alpha", &schema));
+    }
+    let err = split.check(&grown, &path).unwrap_err().to_string();
+    assert!(
+        err.contains("m.splits.json") && err.contains("40 of them in no part"),
+        "{err}"
+    );
+    // A renamed sample (same count) is a different manifest too.
+    let mut renamed = all.clone();
+    renamed[0].id = "renamed".into();
+    assert!(split.check(&renamed, &path).is_err());
+    // Samples removed: every remaining one is placed, but validation would shrink unseen.
+    assert!(split.check(&all[..all.len() - 5], &path).is_err());
+
+    // A version-1 file (no fingerprint) still reads, and must place every sample.
+    let v1 = std::fs::read_to_string(&path).unwrap();
+    let start = v1.find("\"made_from\"").unwrap();
+    let end = start + v1[start..].find('}').unwrap() + 2;
+    let v1 = format!("{}{}", &v1[..start], &v1[end..]).replace("\"version\": 2", "\"version\": 1");
+    std::fs::write(&path, v1).unwrap();
+    let old = Split::read(&path).unwrap();
+    assert_eq!(old.made_from, None);
+    old.check(&all, &path).unwrap();
+    assert!(old.check(&grown, &path).is_err());
+}

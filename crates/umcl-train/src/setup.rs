@@ -172,7 +172,19 @@ pub(crate) fn split(
 ) -> Result<(Vec<Sample>, Vec<Sample>), TrainError> {
     let split_path = umcl_data::split::split_path(&cfg.data.manifest);
     let split = if split_path.exists() {
-        Split::read(&split_path)?
+        let split = Split::read(&split_path)?;
+        split.check(&samples, &split_path)?;
+        let f = cfg.data.val_fraction;
+        let fractions = split.spec.fractions;
+        if (fractions[1] - f).abs() > 1e-9 {
+            tracing::warn!(
+                "{} splits {:?} (train, val, test); data.val_fraction = {f} applies only when \
+                 training makes the split (delete the file to make a new one)",
+                split_path.display(),
+                fractions
+            );
+        }
+        split
     } else {
         let f = cfg.data.val_fraction;
         let split = Split::new(&samples, SplitSpec::new(cfg.run.seed, [1.0 - f, f, 0.0])?);

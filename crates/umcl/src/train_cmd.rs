@@ -471,6 +471,7 @@ fn split_part(manifest: &Path, part: &str) -> Result<PathBuf> {
     }
     let split = Split::read(&split_path)?;
     let m = Manifest::read(manifest)?;
+    split.check(&m.samples, &split_path)?;
     let schema = umcl_data::schema::Schema::chest_xray();
     m.header.check_schema(&schema, manifest)?;
     let lookup = split.lookup();

@@ -71,7 +71,7 @@ fn absurd_sizes_and_thread_counts_are_refused_with_their_bound() {
         ),
         (
             &["data", "phantom", "--out", out, "--size", "60000"],
-            "between 8 and 4096",
+            "at most 4096",
         ),
         (
             &["data", "phantom", "--out", out, "--threads", "100000"],

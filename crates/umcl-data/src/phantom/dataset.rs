@@ -124,7 +124,7 @@ pub const MAX_SAMPLES: usize = 1_000_000;
 pub fn write_dataset(dir: &Path, opts: &PhantomOptions) -> Result<PhantomSummary, DataError> {
     if !(8..=MAX_SIZE).contains(&opts.size) {
         return Err(DataError::Invalid(format!(
-            "phantom image size must be between 8 and {MAX_SIZE}, got {}",
+            "phantom image size must be at least 8 and at most {MAX_SIZE}, got {}",
             opts.size
         )));
     }
