@@ -66,6 +66,21 @@ pub enum TrainError {
         /// The newest checkpoint of the run (`saved` when there is one).
         newest: Option<PathBuf>,
     },
+    /// The run was asked to stop ([`crate::trainer::request_stop`], Ctrl-C) and did, after
+    /// `step`, with its state saved (rank 0).
+    #[error(
+        "interrupted after step {step}{}",
+        saved.as_ref().map_or(String::new(), |p| format!(
+            "; the state is saved in {}: continue with --resume latest",
+            p.display()
+        ))
+    )]
+    Interrupted {
+        /// Steps completed.
+        step: u64,
+        /// The checkpoint written on the way out (rank 0).
+        saved: Option<PathBuf>,
+    },
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Tch(#[from] tch::TchError),

@@ -37,6 +37,27 @@ use crate::run_log::RunLog;
 use crate::setup::Setup;
 use crate::step;
 
+/// Set by [`request_stop`]; read once per step.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks a running [`train`] to stop: it finishes the step in progress, saves a checkpoint
+/// (rank 0), and returns [`TrainError::Interrupted`] naming it. In a data-parallel run the
+/// ranks agree at each step, so a request on any rank stops all of them at the same step.
+/// Async-signal-safe (one atomic store): the CLI calls it from its SIGINT and SIGTERM
+/// handlers.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether this rank has been asked to stop, agreed across the ranks of a data-parallel run.
+fn stop_agreed(setup: &Setup) -> Result<bool, TrainError> {
+    let mine = STOP.load(std::sync::atomic::Ordering::SeqCst);
+    match &setup.dist {
+        Some(dist) => Ok(dist.gather_flags(&[mine])?.into_iter().any(|f| f)),
+        None => Ok(mine),
+    }
+}
+
 /// Where a run continues from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resume {
@@ -224,6 +245,18 @@ fn run_epoch(
         // Validation and checkpoints are rank 0's; the others wait at the next collective.
         if main {
             validate_and_save(cfg, setup, checkpoints, optimizer, state, log)?;
+        }
+        if stop_agreed(setup)? {
+            let saved = if main {
+                Some(checkpoints.save(&setup.model, optimizer, state)?)
+            } else {
+                None
+            };
+            log.abandon();
+            return Err(TrainError::Interrupted {
+                step: state.step,
+                saved,
+            });
         }
         if state.batch_in_epoch == 0 {
             break; // the epoch is complete

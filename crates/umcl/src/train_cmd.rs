@@ -58,6 +58,35 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
+/// The first SIGINT (Ctrl-C) or SIGTERM asks the run to stop after the step in progress,
+/// with its state saved ([`trainer::request_stop`]); a second one ends the process at once.
+/// The `--nproc` launcher gets the same handler, so it waits for its ranks (which the
+/// terminal signals too) to save and end.
+fn stop_on_signals() {
+    static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    extern "C" fn on_signal(signal: libc::c_int) {
+        if SEEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: _exit(2) is async-signal-safe; nothing else runs after it.
+            unsafe { libc::_exit(128 + signal) };
+        }
+        trainer::request_stop();
+        let note = b"\numcl: stopping after this step and saving a checkpoint \
+                     (press Ctrl-C again to end at once)\n";
+        // SAFETY: write(2) is async-signal-safe; the buffer is a static byte string.
+        unsafe { libc::write(2, note.as_ptr().cast(), note.len()) };
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only touches atomics and calls async-signal-safe
+        // functions (write, _exit).
+        unsafe {
+            libc::signal(
+                signal,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}
+
 /// Runs `umcl train`.
 pub fn train(args: &TrainArgs) -> Result<()> {
     let mut cfg = resolve_config(args)?;
@@ -65,6 +94,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         out!("{}", cfg.to_toml());
         return Ok(());
     }
+    stop_on_signals();
     if let Some(n) = args.nproc {
         return launch(args, &mut cfg, n);
     }

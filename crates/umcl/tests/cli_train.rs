@@ -422,3 +422,112 @@ fn a_diverged_run_does_not_call_diverged_weights_good() {
         }
     }
 }
+
+/// Starts `umcl train` (long enough not to end by itself) and waits until `metrics.jsonl`
+/// shows its first step.
+fn start_long_run(dir: &Path, cfg: &Path, name: &str, args: &[&str]) -> std::process::Child {
+    let child = umcl()
+        .arg("train")
+        .arg("--config")
+        .arg(cfg)
+        .args(["--quiet", "--set", "run.steps=100000", "--set"])
+        .arg(format!("run.name={name}"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = dir.join("runs").join(name).join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains("\"step\"")) {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the run never logged a step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
+fn signal(child: &std::process::Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+#[test]
+fn ctrl_c_saves_and_says_where_and_a_second_one_ends_at_once() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+
+    let child = start_long_run(dir.path(), &cfg, "int", &[]);
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted after step"), "{err}");
+    assert!(err.contains("continue with --resume latest"), "{err}");
+    // The checkpoint it names is there, and the run continues from it.
+    let step: u64 = err
+        .split("interrupted after step ")
+        .nth(1)
+        .and_then(|t| t.split(';').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    let ckpt = dir
+        .path()
+        .join(format!("runs/int/checkpoints/step-{step:08}"));
+    assert!(ckpt.join("state.json").is_file(), "{err}");
+    let resumed = ok(train_run(
+        &cfg,
+        "int",
+        &[
+            "--resume",
+            "latest",
+            "--set",
+            &format!("run.steps={}", step + 1),
+        ],
+    ));
+    assert!(!stderr_of(&resumed).contains("panicked"));
+
+    // SIGTERM does the same.
+    let child = start_long_run(dir.path(), &cfg, "term", &[]);
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stderr_of(&out).contains("interrupted after step"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // Two Ctrl-C: the second ends the process at once (128 + SIGINT). Steps are made slow
+    // (large images) so that the second comes while the first step is still running; the
+    // second is sent once the first has been handled (its note is on stderr), as two
+    // signals sent together may arrive as one.
+    let mut child = start_long_run(
+        dir.path(),
+        &cfg,
+        "twice",
+        &[
+            "--set",
+            "data.image_size=320",
+            "--set",
+            "data.accum_steps=1",
+        ],
+    );
+    let mut stderr = child.stderr.take().unwrap();
+    signal(&child, libc::SIGINT);
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    use std::io::Read;
+    while !String::from_utf8_lossy(&seen).contains("again to end at once") {
+        assert_eq!(stderr.read(&mut byte).unwrap(), 1, "stderr ended early");
+        seen.push(byte[0]);
+    }
+    signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(!rest.contains("interrupted after step"), "{rest}");
+}
