@@ -399,21 +399,23 @@ fn multilabel_bad_input() {
 fn retrieval_ranks_by_hand() {
     // Images e1, e2, e3; texts e2, e2, (0.8, 0, 0.6). cos(image i, text j) = component i of text j:
     //            text0 text1 text2
-    //   image0 [  0     0     0.8 ]   own 0: text2 higher          -> rank 2
-    //   image1 [  1     1     0   ]   own 1: text0 ties, not higher -> rank 1
-    //   image2 [  0     0     0.6 ]   own 0.6: none higher          -> rank 1
-    // Columns (text queries): text0 [0,1,0] own 0 -> 2; text1 [0,1,0] own 1 -> 1;
-    // text2 [0.8,0,0.6] own 0.6 -> 2.
+    //   image0 [  0     0     0.8 ]   own 0: text1 ties, text2 higher -> rank 3 (tied)
+    //   image1 [  1     1     0   ]   own 1: text0 ties               -> rank 2 (tied)
+    //   image2 [  0     0     0.6 ]   own 0.6: none higher            -> rank 1
+    // Columns (text queries): text0 [0,1,0] own 0: image1 higher, image2 ties -> 3 (tied);
+    // text1 [0,1,0] own 1 -> 1; text2 [0.8,0,0.6] own 0.6: image0 higher -> 2.
+    // A tie counts against the query.
     let images = array![[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     let texts = array![[0.0f32, 1.0, 0.0], [0.0, 1.0, 0.0], [0.8, 0.0, 0.6]];
     let r = retrieval(images.view(), texts.view()).unwrap();
-    assert_eq!(r.i2t_ranks, vec![2, 1, 1]);
-    assert_eq!(r.t2i_ranks, vec![2, 1, 2]);
-    assert!((r.i2t.r1 - 2.0 / 3.0).abs() < 1e-15);
+    assert_eq!(r.i2t_ranks, vec![3, 2, 1]);
+    assert_eq!(r.t2i_ranks, vec![3, 1, 2]);
+    assert_eq!((r.i2t.tied, r.t2i.tied), (2, 1));
+    assert!((r.i2t.r1 - 1.0 / 3.0).abs() < 1e-15);
     assert!((r.t2i.r1 - 1.0 / 3.0).abs() < 1e-15);
     assert_eq!((r.i2t.r5, r.i2t.r10), (1.0, 1.0));
-    assert_eq!((r.i2t.median_rank, r.t2i.median_rank), (1.0, 2.0));
-    assert!((r.t2i.mean_rank - 5.0 / 3.0).abs() < 1e-15);
+    assert_eq!((r.i2t.median_rank, r.t2i.median_rank), (2.0, 2.0));
+    assert!((r.t2i.mean_rank - 2.0).abs() < 1e-15);
     let bad = array![[1.0f32, 0.0, 0.0]];
     assert!(matches!(
         retrieval(images.view(), bad.view()),
@@ -422,6 +424,24 @@ fn retrieval_ranks_by_hand() {
             ..
         })
     ));
+}
+
+#[test]
+fn shared_images_and_repeated_reports_do_not_inflate_retrieval() {
+    // 24 samples share one image, each with its own report: text -> image chance is 1/24,
+    // and counting ties for the query gave R@1 = 1.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let one_image: Vec<f32> = (0..8).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let images = Array2::from_shape_fn((24, 8), |(_, j)| one_image[j]);
+    let texts = Array2::from_shape_fn((24, 8), |_| rng.gen_range(-1.0f32..1.0));
+    let r = retrieval(images.view(), texts.view()).unwrap();
+    assert_eq!(r.t2i.r1, 0.0, "{:?}", r.t2i_ranks);
+    assert_eq!(r.t2i.tied, 24);
+    assert!(r.t2i_ranks.iter().all(|&k| k == 24));
+    // The other direction with one repeated report for every image.
+    let r = retrieval(texts.view(), images.view()).unwrap();
+    assert_eq!((r.i2t.r1, r.i2t.tied), (0.0, 24));
+    assert!(r.to_markdown().contains("| tied queries |"));
 }
 
 #[test]
@@ -436,6 +456,7 @@ fn retrieval_matches_the_reference() {
         assert!((ours.r5 - theirs["r5"].as_f64().unwrap()).abs() < 1e-12);
         assert!((ours.r10 - theirs["r10"].as_f64().unwrap()).abs() < 1e-12);
         assert_eq!(ours.median_rank, theirs["median_rank"].as_f64().unwrap());
+        assert_eq!(ours.tied as u64, theirs["tied"].as_u64().unwrap());
     }
 }
 
@@ -765,10 +786,10 @@ fn markdown_tables() {
     let texts = array![[0.0f32, 1.0, 0.0], [0.0, 1.0, 0.0], [0.8, 0.0, 0.6]];
     let rr = retrieval(images.view(), texts.view()).unwrap();
     expect_test::expect![[r#"
-        | direction | R@1 | R@5 | R@10 | median rank | pairs |
-        |---|---|---|---|---|---|
-        | image to text | 0.6667 | 1.0000 | 1.0000 | 1 | 3 |
-        | text to image | 0.3333 | 1.0000 | 1.0000 | 2 | 3 |
+        | direction | R@1 | R@5 | R@10 | median rank | pairs | tied queries |
+        |---|---|---|---|---|---|---|
+        | image to text | 0.3333 | 1.0000 | 1.0000 | 2 | 3 | 2 |
+        | text to image | 0.3333 | 1.0000 | 1.0000 | 2 | 3 | 1 |
     "#]]
     .assert_eq(&rr.to_markdown());
     let ml = MultilabelResult::from_scores(

@@ -20,6 +20,9 @@ pub struct RecallAtK {
     pub median_rank: f64,
     /// Mean rank (1-based).
     pub mean_rank: f64,
+    /// Queries whose match tied with another candidate: a duplicated image or a repeated
+    /// report ("No acute cardiopulmonary process."). Each tie counts against the query.
+    pub tied: usize,
 }
 
 /// Bootstrap intervals of one direction's recalls.
@@ -63,7 +66,7 @@ fn recall(ranks: &[usize], idx: &[usize], k: usize) -> f64 {
     idx.iter().filter(|&&i| ranks[i] <= k).count() as f64 / idx.len() as f64
 }
 
-fn summarise(ranks: &[usize]) -> RecallAtK {
+fn summarise(ranks: &[usize], tied: usize) -> RecallAtK {
     let all: Vec<usize> = (0..ranks.len()).collect();
     let mut sorted = ranks.to_vec();
     sorted.sort_unstable();
@@ -79,28 +82,48 @@ fn summarise(ranks: &[usize]) -> RecallAtK {
         r10: recall(ranks, &all, 10),
         median_rank,
         mean_rank: ranks.iter().sum::<usize>() as f64 / m as f64,
+        tied,
     }
 }
+
+/// Two cosines closer than this are a tie: identical inputs give identical embeddings, whose
+/// similarities to a query may still differ in the last bits of a blocked matrix product.
+pub const TIE_EPS: f32 = 1e-6;
 
 /// Rows of queries processed at a time, bounding the similarity block to `BLOCK x N` floats.
 const BLOCK: usize = 1024;
 
-/// For each query row q, `1 + #{items j : sim(q, j) > sim(q, q)}`, where the similarities of a
-/// row all come from one matrix product (so the comparison with the matched item is consistent).
-fn ranks(queries: &Array2<f32>, items: &Array2<f32>) -> Vec<usize> {
+/// For each query row q, `1 + #{items j != q : sim(q, j) >= sim(q, q) - TIE_EPS}`: a
+/// candidate tied with the match ranks before it. The similarities of a row all come from one
+/// matrix product. Also returns how many queries had such a tie.
+fn ranks(queries: &Array2<f32>, items: &Array2<f32>) -> (Vec<usize>, usize) {
     let n = queries.nrows();
     let mut out = Vec::with_capacity(n);
+    let mut tied = 0;
     let mut start = 0;
     while start < n {
         let end = (start + BLOCK).min(n);
         let sim = queries.slice(s![start..end, ..]).dot(&items.t());
         for (r, row) in sim.rows().into_iter().enumerate() {
-            let own = row[start + r];
-            out.push(1 + row.iter().filter(|&&v| v > own).count());
+            let q = start + r;
+            let own = row[q];
+            let (mut above, mut ties) = (0, 0);
+            for (j, &v) in row.iter().enumerate() {
+                if j == q {
+                    continue;
+                }
+                if v > own + TIE_EPS {
+                    above += 1;
+                } else if v >= own - TIE_EPS {
+                    ties += 1;
+                }
+            }
+            out.push(1 + above + ties);
+            tied += usize::from(ties > 0);
         }
         start = end;
     }
-    out
+    (out, tied)
 }
 
 impl RetrievalResult {
@@ -126,7 +149,8 @@ impl RetrievalResult {
     /// median rank.
     pub fn to_markdown(&self) -> String {
         let mut s = String::from(
-            "| direction | R@1 | R@5 | R@10 | median rank | pairs |\n|---|---|---|---|---|---|\n",
+            "| direction | R@1 | R@5 | R@10 | median rank | pairs | tied queries |\n\
+             |---|---|---|---|---|---|---|\n",
         );
         for (name, r, ci) in [
             ("image to text", &self.i2t, self.ci.map(|c| c.i2t)),
@@ -141,12 +165,13 @@ impl RetrievalResult {
                 }
             };
             s += &format!(
-                "| {name} | {} | {} | {} | {} | {} |\n",
+                "| {name} | {} | {} | {} | {} | {} | {} |\n",
                 with_ci(r.r1, ci.map(|c| c.r1)),
                 with_ci(r.r5, ci.map(|c| c.r5)),
                 with_ci(r.r10, ci.map(|c| c.r10)),
                 r.median_rank,
-                self.pairs
+                self.pairs,
+                r.tied
             );
         }
         s
@@ -156,9 +181,11 @@ impl RetrievalResult {
 /// Image <-> text retrieval where image `i` is paired with text `i`.
 ///
 /// Both `[N, D]` matrices are L2-normalised here; similarity is the cosine. The rank of a match
-/// is 1 plus the number of candidates with a strictly higher similarity, so a candidate tied with
-/// the match does not push it down (ties resolve in the match's favour). R@k is the fraction of
-/// queries whose match ranks at most k.
+/// is 1 plus the number of other candidates with a similarity at least as high (within
+/// [`TIE_EPS`]): a tie counts against the query, so duplicated images or repeated reports
+/// cannot inflate the scores (24 samples sharing one image would otherwise all score R@1 = 1).
+/// R@k is the fraction of queries whose match ranks at most k; [`RecallAtK::tied`] counts the
+/// queries that had a tie.
 ///
 /// ```
 /// use ndarray::array;
@@ -186,12 +213,12 @@ pub fn retrieval(
             found: format!("{} rows", texts.nrows()),
         });
     }
-    let i2t_ranks = ranks(&images, &texts);
-    let t2i_ranks = ranks(&texts, &images);
+    let (i2t_ranks, i2t_tied) = ranks(&images, &texts);
+    let (t2i_ranks, t2i_tied) = ranks(&texts, &images);
     Ok(RetrievalResult {
         pairs: images.nrows(),
-        i2t: summarise(&i2t_ranks),
-        t2i: summarise(&t2i_ranks),
+        i2t: summarise(&i2t_ranks, i2t_tied),
+        t2i: summarise(&t2i_ranks, t2i_tied),
         i2t_ranks,
         t2i_ranks,
         ci: None,

@@ -14,7 +14,8 @@ here by formulas written independently of the Rust code:
   prediction (scikit-learn's f1_score(average="macro") semantics, zero_division=0).
 - zero-shot: softmax(scale * cos) in float64 with torch; multi-label log-odds
   scale * (cos(pos) - cos(neg)).
-- retrieval: rank = 1 + #(similarity > matched similarity), float64.
+- retrieval: rank = 1 + #(other candidates with similarity >= matched similarity - 1e-6), so a
+  tie counts against the query; the data hold a duplicated image and a repeated text. float64.
 - logistic regression: standardised features (train mean/std, ddof 0), objective
   mean CE + ||W||^2 / (2 c n), minimised in float64 by torch.optim.LBFGS (strong Wolfe) to a
   gradient below 1e-8.
@@ -170,17 +171,28 @@ def main():
     # Retrieval.
     ti = rng.normal(size=(15, 4)).astype(np.float32)
     tt = (ti + rng.normal(scale=0.9, size=(15, 4))).astype(np.float32)
+    ti[4] = ti[3]  # one image shared by two samples
+    tt[8] = tt[7]  # one report repeated
     sim = normalise(ti) @ normalise(tt).T
-    i2t = [int(1 + (sim[i] > sim[i, i]).sum()) for i in range(15)]
-    t2i = [int(1 + (sim[:, i] > sim[i, i]).sum()) for i in range(15)]
+    others = ~np.eye(15, dtype=bool)
 
-    def rec(r):
-        r = np.asarray(r)
+    def rank_and_tie(row, own, i):
+        ahead = others[i] & (row >= own - 1e-6)
+        tie = others[i] & (np.abs(row - own) <= 1e-6)
+        return int(1 + ahead.sum()), bool(tie.any())
+
+    i2t_t = [rank_and_tie(sim[i], sim[i, i], i) for i in range(15)]
+    t2i_t = [rank_and_tie(sim[:, i], sim[i, i], i) for i in range(15)]
+    i2t = [r for r, _ in i2t_t]
+    t2i = [r for r, _ in t2i_t]
+
+    def rec(rt):
+        r = np.asarray([k for k, _ in rt])
         return {"r1": float((r <= 1).mean()), "r5": float((r <= 5).mean()), "r10": float((r <= 10).mean()),
-                "median_rank": float(np.median(r))}
+                "median_rank": float(np.median(r)), "tied": int(sum(t for _, t in rt))}
 
     out["retrieval"] = {"images": f32_list(ti), "texts": f32_list(tt), "i2t_ranks": i2t, "t2i_ranks": t2i,
-                        "i2t": rec(i2t), "t2i": rec(t2i)}
+                        "i2t": rec(i2t_t), "t2i": rec(t2i_t)}
 
     # Logistic regression: three overlapping Gaussian classes in 6-D, two strengths.
     means = rng.normal(scale=1.2, size=(3, 6))
