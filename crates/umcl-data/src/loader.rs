@@ -48,20 +48,21 @@ use crate::tokenize::{Padding, TokenizeError, Tokenizer};
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
     /// A sample's image could not be loaded (the error names the file).
-    #[error("sample `{id}`: {source}")]
+    #[error("sample `{id}`: {error}")]
     Image {
         /// The sample id.
         id: String,
-        /// What went wrong with its image.
-        source: ImageError,
+        /// What went wrong with its image (part of the message, not a separate cause, so
+        /// that a cause chain does not print it twice).
+        error: ImageError,
     },
     /// The texts of a batch could not be tokenized.
-    #[error("batch starting with sample `{first_id}`: {source}")]
+    #[error("batch starting with sample `{first_id}`: {error}")]
     Tokenize {
         /// The id of the batch's first sample.
         first_id: String,
-        /// The tokenizer's error.
-        source: TokenizeError,
+        /// The tokenizer's error (part of the message).
+        error: TokenizeError,
     },
     /// An invalid option or sample set.
     #[error("loader: {0}")]
@@ -496,7 +497,7 @@ impl Shared {
                             reason: source.to_string(),
                         });
                     } else {
-                        return Err(LoaderError::Image { id, source });
+                        return Err(LoaderError::Image { id, error: source });
                     }
                 }
             }
@@ -579,9 +580,9 @@ impl Shared {
         let texts: Vec<&str> = all.iter().filter_map(|t| t.as_deref()).collect();
         let enc = tok
             .encode_batch(&texts, self.cfg.padding)
-            .map_err(|source| LoaderError::Tokenize {
+            .map_err(|error| LoaderError::Tokenize {
                 first_id: self.samples[idx[0]].id.clone(),
-                source,
+                error,
             })?;
         let len = match self.cfg.padding {
             Padding::MaxLen => tok.max_len(),

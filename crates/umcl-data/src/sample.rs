@@ -52,9 +52,13 @@ impl Sample {
     /// The key that splits group by: source and patient, or source and sample id when the
     /// source names no patient. Merged manifests from several sources never collide.
     pub fn group_key(&self) -> String {
-        match &self.patient_id {
-            Some(patient) => format!("{}\u{1f}patient\u{1f}{patient}", self.source),
-            None => format!("{}\u{1f}sample\u{1f}{}", self.source, self.id),
+        match self.patient_id.as_deref().map(str::trim) {
+            // A blank patient id names no patient: it must not join every such sample into
+            // one patient.
+            Some(patient) if !patient.is_empty() => {
+                format!("{}\u{1f}patient\u{1f}{patient}", self.source)
+            }
+            _ => format!("{}\u{1f}sample\u{1f}{}", self.source, self.id),
         }
     }
 

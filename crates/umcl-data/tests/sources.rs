@@ -704,3 +704,26 @@ fn an_unclosed_quote_is_a_bad_row_not_a_swallowed_file() {
         "{err}"
     );
 }
+
+#[test]
+fn an_image_path_that_is_a_folder_is_named_as_one() {
+    let schema = Schema::chest_xray();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scan.png")).unwrap();
+    let path = dir.path().join("list.csv");
+    std::fs::write(&path, "case,file,report\nc1,scan.png,Clear.\n").unwrap();
+    let options = generic::GenericOptions {
+        file: path,
+        id: Some("case".into()),
+        image: Some("file".into()),
+        text: vec!["report".into()],
+        ..Default::default()
+    };
+    let err = generic::prepare(&options, &schema, STRICT)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("list.csv:2") && err.contains("is a folder, not an image file"),
+        "{err}"
+    );
+}

@@ -148,3 +148,23 @@ fn a_split_refuses_a_manifest_that_changed_since() {
     old.check(&all, &path).unwrap();
     assert!(old.check(&grown, &path).is_err());
 }
+
+#[test]
+fn a_blank_patient_id_names_no_patient() {
+    let schema = Schema::chest_xray();
+    let samples: Vec<Sample> = (0..50)
+        .map(|i| {
+            let mut s = Sample::new(format!("s{i}"), "x", &schema);
+            s.patient_id = Some(if i % 2 == 0 {
+                String::new()
+            } else {
+                "  ".into()
+            });
+            s
+        })
+        .collect();
+    let split = Split::new(&samples, SplitSpec::new(0, [0.8, 0.2, 0.0]).unwrap());
+    // Fifty patients of one sample each, not one patient of fifty.
+    assert_eq!(split.groups.iter().sum::<usize>(), 50);
+    assert_eq!(split.ids(Part::Val).len(), 10);
+}

@@ -37,7 +37,7 @@ pub enum ModelError {
     Input(String),
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
-    Tch(#[from] tch::TchError),
+    Tch(tch::TchError),
 }
 
 impl ModelError {
@@ -46,5 +46,13 @@ impl ModelError {
             path: path.into(),
             message: err.to_string(),
         }
+    }
+}
+
+// By hand, not `#[from]`: the message already holds the libtorch error, and a cause chain
+// (`{:#}`) would print it twice.
+impl From<tch::TchError> for ModelError {
+    fn from(e: tch::TchError) -> Self {
+        ModelError::Tch(e)
     }
 }

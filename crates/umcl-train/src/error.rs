@@ -83,7 +83,7 @@ pub enum TrainError {
     },
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
-    Tch(#[from] tch::TchError),
+    Tch(tch::TchError),
     /// A libtorch function reached through umcl-torch-ext's bridge failed (the fused AdamW
     /// update, for example).
     #[error(transparent)]
@@ -138,5 +138,13 @@ fn non_finite_message(
             "{head}; the weights before that step are NaN, infinite or above 1e12 and were not \
              saved, and the run has no earlier checkpoint (lower optim.lr and start again)"
         ),
+    }
+}
+
+// By hand, not `#[from]`: the message already holds the libtorch error, and a cause chain
+// (`{:#}`) would print it twice.
+impl From<tch::TchError> for TrainError {
+    fn from(e: tch::TchError) -> Self {
+        TrainError::Tch(e)
     }
 }

@@ -109,6 +109,19 @@ fn vars_by_name(model: &DualEncoder) -> Vec<Tensor> {
 /// and a checkpoint (`validate_and_save`).
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
+    // Checked now, not after every step has run.
+    if let Some(path) = &cfg.eval.final_manifest {
+        if !path.is_file() {
+            return Err(TrainError::Setup(format!(
+                "eval.final_manifest: {} is not a file (a relative path starts from the \
+                 current folder, {})",
+                path.display(),
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "unknown".into())
+            )));
+        }
+    }
     let run_dir = cfg.run.out_dir.join(&cfg.run.name);
     let checkpoints = Checkpoints::new(&run_dir, cfg.run.keep_last);
     let resume_from = resume_point(&checkpoints, opts)?;

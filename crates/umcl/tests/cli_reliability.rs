@@ -89,3 +89,19 @@ fn absurd_sizes_and_thread_counts_are_refused_with_their_bound() {
         assert!(started.elapsed().as_secs() < 60, "{args:?} took too long");
     }
 }
+
+/// An error's cause is printed once: error types either hold their cause in the message or
+/// chain it, never both (anyhow's `{:#}` would print it twice).
+#[test]
+fn an_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = umcl()
+        .current_dir(dir.path())
+        .args(["train", "--config", "missing.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("missing.toml"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

@@ -245,7 +245,9 @@ fn a_run_killed_mid_step_and_resumed_ends_bitwise_identical() {
 #[test]
 fn bad_configs_are_rejected_before_any_work_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
+        (&["--set", "run.name=.."], "run.name"),
+        (&["--set", "run.name=a/b"], "run.name"),
         (&["--set", "data.workers=100000"], "data.workers"),
         (&["--set", "run.threads=100000"], "run.threads"),
         (&["--set", "optim.lr=nan"], "optim.lr"),
@@ -530,4 +532,22 @@ fn ctrl_c_saves_and_says_where_and_a_second_one_ends_at_once() {
     let _ = stderr.read_to_string(&mut rest);
     assert_eq!(status.code(), Some(130), "{rest}");
     assert!(!rest.contains("interrupted after step"), "{rest}");
+}
+
+#[test]
+fn a_missing_final_manifest_is_reported_before_training() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    let out = train_run(&cfg, "fm", &["--set", "eval.final_manifest=nowhere.jsonl"]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("eval.final_manifest") && err.contains("nowhere.jsonl"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("runs/fm/checkpoints").exists(),
+        "it trained first"
+    );
 }

@@ -60,13 +60,27 @@ const NO_FINDING: usize = 0;
 pub enum LabelerError {
     /// The rules are not valid TOML or do not have the expected fields.
     #[error("labeler rules: {0}")]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
     /// The rules parse but say something impossible (unknown key, empty phrase, ...).
     #[error("labeler rules: {0}")]
     Invalid(String),
     /// The phrase matcher could not be built from the rules' phrases.
     #[error("labeler rules: cannot build the phrase matcher: {0}")]
-    Matcher(#[from] aho_corasick::BuildError),
+    Matcher(aho_corasick::BuildError),
+}
+
+// By hand, not `#[from]`: the messages already hold the cause, and a cause chain (`{:#}`)
+// would print it twice.
+impl From<toml::de::Error> for LabelerError {
+    fn from(e: toml::de::Error) -> Self {
+        LabelerError::Toml(e)
+    }
+}
+
+impl From<aho_corasick::BuildError> for LabelerError {
+    fn from(e: aho_corasick::BuildError) -> Self {
+        LabelerError::Matcher(e)
+    }
 }
 
 /// The labels of one report, one [`LabelState`] per key of [`CHEST_XRAY_KEYS`], in that order.

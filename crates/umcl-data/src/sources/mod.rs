@@ -242,10 +242,15 @@ pub(crate) fn check_image(
     line: u64,
 ) -> Result<PathBuf> {
     if options.check_images && !image.is_file() {
+        let what = if image.is_dir() {
+            "is a folder, not an image file"
+        } else {
+            "not found"
+        };
         return Err(DataError::at(
             path,
             line,
-            format!("image file {} not found", image.display()),
+            format!("image file {} {what}", image.display()),
         ));
     }
     Ok(image)

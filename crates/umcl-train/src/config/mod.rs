@@ -26,12 +26,12 @@ mod validate;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
     },
     /// TOML syntax, an unknown key or a value of the wrong type.
     #[error("{origin}: {message}")]
@@ -441,9 +441,9 @@ impl TrainConfig {
 
     /// Reads a TOML file and validates it.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }

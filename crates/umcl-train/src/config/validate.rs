@@ -33,10 +33,14 @@ impl TrainConfig {
                 bad(key, format!("must be in [0, 1], got {v}"))
             }
         };
-        if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
+        let name = self.run.name.as_str();
+        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
             return bad(
                 "run.name",
-                "must be a non-empty name without slashes".into(),
+                format!(
+                    "`{name}`: must be a folder name inside run.out_dir (not empty, `.` or `..`, \
+                     no slashes)"
+                ),
             );
         }
         if self

@@ -88,7 +88,7 @@ fn summarise(ranks: &[usize], tied: usize) -> RecallAtK {
 
 /// Two cosines closer than this are a tie: identical inputs give identical embeddings, whose
 /// similarities to a query may still differ in the last bits of a blocked matrix product.
-pub const TIE_EPS: f32 = 1e-6;
+const TIE_EPS: f32 = 1e-6;
 
 /// Rows of queries processed at a time, bounding the similarity block to `BLOCK x N` floats.
 const BLOCK: usize = 1024;
@@ -182,7 +182,7 @@ impl RetrievalResult {
 ///
 /// Both `[N, D]` matrices are L2-normalised here; similarity is the cosine. The rank of a match
 /// is 1 plus the number of other candidates with a similarity at least as high (within
-/// [`TIE_EPS`]): a tie counts against the query, so duplicated images or repeated reports
+/// 1e-6 of it): a tie counts against the query, so duplicated images or repeated reports
 /// cannot inflate the scores (24 samples sharing one image would otherwise all score R@1 = 1).
 /// R@k is the fraction of queries whose match ranks at most k; [`RecallAtK::tied`] counts the
 /// queries that had a tie.
