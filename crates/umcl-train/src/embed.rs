@@ -96,6 +96,9 @@ pub struct Embedded {
     pub has_image: Vec<bool>,
     /// Which rows have a text.
     pub has_text: Vec<bool>,
+    /// Samples left out because their image could not be read (with `skip_bad`; without it
+    /// such a sample is an error).
+    pub skipped: Vec<umcl_data::loader::Skipped>,
 }
 
 /// Runs the model in evaluation mode over `samples` (no augmentation, no shuffle).
@@ -124,9 +127,11 @@ pub fn embed_samples(
         labels: Tensor::empty([0], (Kind::Int64, Device::Cpu)),
         has_image: Vec::new(),
         has_text: Vec::new(),
+        skipped: Vec::new(),
     };
     let (mut images, mut texts, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    for batch in loader.epoch(0) {
+    let mut epoch = loader.epoch(0);
+    for batch in &mut epoch {
         let b = TensorBatch::from_batch(&batch?, device)?;
         let img = l2_normalize(&model.encode_image(&b.images, false)?.to_kind(Kind::Float));
         let txt = l2_normalize(
@@ -147,6 +152,7 @@ pub fn embed_samples(
         out.has_image.extend(b.has_image);
         out.has_text.extend(b.has_text);
     }
+    out.skipped = epoch.stats().skipped.clone();
     if out.ids.is_empty() {
         return Err(TrainError::Eval("no samples to embed".into()));
     }

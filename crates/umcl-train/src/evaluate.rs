@@ -32,6 +32,9 @@ pub struct Validation {
     pub class_auc: Vec<Option<f64>>,
     /// Mean of the defined AUCs; the metric that picks the best checkpoint.
     pub mean_auc: Option<f64>,
+    /// Samples left out because their image could not be read (`data.skip_bad`).
+    #[serde(skip)]
+    pub skipped: Vec<umcl_data::loader::Skipped>,
 }
 
 impl Validation {
@@ -41,6 +44,7 @@ impl Validation {
             "kind": "eval",
             "step": step,
             "val_samples": self.samples,
+            "val_skipped": self.skipped.len(),
             "val_mean_auc": self.mean_auc,
             "val_class_auc": self.class_auc,
         })
@@ -131,6 +135,7 @@ pub fn validation(
             samples: 0,
             class_auc: vec![None; class_index.len()],
             mean_auc: None,
+            skipped: Vec::new(),
         });
     }
     let keys: Vec<String> = {
@@ -173,6 +178,7 @@ pub fn validation(
         samples: emb.ids.len(),
         class_auc,
         mean_auc,
+        skipped: emb.skipped,
     })
 }
 

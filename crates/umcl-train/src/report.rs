@@ -114,6 +114,13 @@ pub fn write_run_report(
         summary.samples_per_second,
         100.0 * summary.data_wait_share
     ));
+    if summary.skipped_samples + summary.skipped_validation > 0 {
+        md.push_str(&format!(
+            "**Skipped samples** (`data.skip_bad`, unreadable images, listed in `skipped.txt`): \
+             {} in training (every epoch counted), {} in validation.\n\n",
+            summary.skipped_samples, summary.skipped_validation
+        ));
+    }
     if let Some(z) = &summary.zero_shot {
         md.push_str("## Zero-shot\n\n");
         md.push_str(&z.to_markdown());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tch::Tensor;
-use umcl_data::loader::EpochStats;
+use umcl_data::loader::{EpochStats, Skipped};
 use umcl_fs::write_atomic;
 
 use crate::checkpoint::TrainState;
@@ -55,6 +55,9 @@ pub(crate) struct RunLog {
     /// Sum and count of the losses since the last logged step.
     window: (f64, u64),
     last_loss: f64,
+    /// Samples skipped in training, and the most one validation skipped.
+    skipped_train: usize,
+    skipped_val: usize,
 }
 
 impl RunLog {
@@ -90,6 +93,8 @@ impl RunLog {
             samples: 0,
             window: (0.0, 0),
             last_loss: f64::NAN,
+            skipped_train: 0,
+            skipped_val: 0,
         })
     }
 
@@ -166,10 +171,27 @@ impl RunLog {
     }
 
     /// Closes an epoch: its loader waiting joins the total, and its skipped samples are
-    /// counted, printed and appended to `skipped.txt`.
+    /// reported ([`skipped`](Self::skipped)).
     pub(crate) fn end_epoch(&mut self, epoch: &EpochStats) -> Result<(), TrainError> {
         self.waited += epoch.waited;
-        if self.metrics.is_none() || epoch.skipped.is_empty() {
+        self.skipped_train += epoch.skipped.len();
+        self.skipped("this epoch", &epoch.skipped)
+    }
+
+    /// Counts the samples one validation left out.
+    pub(crate) fn validation_skipped(
+        &mut self,
+        step: u64,
+        skipped: &[Skipped],
+    ) -> Result<(), TrainError> {
+        self.skipped_val = self.skipped_val.max(skipped.len());
+        self.skipped(&format!("in validation at step {step}"), skipped)
+    }
+
+    /// Skipped samples are appended to `skipped.txt` (rank 0) and counted on stderr (unless
+    /// quiet; the run's summary has the totals either way).
+    fn skipped(&mut self, when: &str, skipped: &[Skipped]) -> Result<(), TrainError> {
+        if self.metrics.is_none() || skipped.is_empty() {
             return Ok(());
         }
         let path = self.run_dir.join("skipped.txt");
@@ -178,15 +200,21 @@ impl RunLog {
             .append(true)
             .open(&path)
             .map_err(|e| TrainError::io(&path, e))?;
-        for s in &epoch.skipped {
+        for s in skipped {
             writeln!(f, "{}\t{}", s.id, s.reason).map_err(|e| TrainError::io(&path, e))?;
         }
         self.note(&format!(
-            "skipped {} samples this epoch (listed in {})",
-            epoch.skipped.len(),
+            "skipped {} samples {when} (listed in {})",
+            skipped.len(),
             path.display()
         ));
         Ok(())
+    }
+
+    /// Samples skipped in training (all epochs of this call) and the most one validation
+    /// skipped.
+    pub(crate) fn skipped_counts(&self) -> (usize, usize) {
+        (self.skipped_train, self.skipped_val)
     }
 
     /// Leaves the progress bar where it stopped (the run ends in an error).

@@ -93,6 +93,11 @@ pub struct RunSummary {
     pub samples_per_second: f64,
     /// Share of wall time spent waiting for the loader.
     pub data_wait_share: f64,
+    /// Training samples left out under `data.skip_bad` (every epoch counted; listed in
+    /// `skipped.txt`).
+    pub skipped_samples: usize,
+    /// Validation samples left out under `data.skip_bad` (the most of any validation).
+    pub skipped_validation: usize,
 }
 
 /// The model's variables in name order: the same order on every rank.
@@ -174,8 +179,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         Some(path) if main => Some(final_zero_shot(cfg, &setup, &checkpoints, path)?),
         _ => None,
     };
+    let (skipped_samples, skipped_validation) = log.skipped_counts();
     let summary = RunSummary {
         run_dir: run_dir.clone(),
+        skipped_samples,
+        skipped_validation,
         steps: state.step,
         final_loss: log.last_loss(),
         best: state.best,
@@ -444,6 +452,7 @@ fn validate_and_save(
             cfg.eval.max_samples,
         )?;
         log.record(&val.record(state.step))?;
+        log.validation_skipped(state.step, &val.skipped)?;
         tracing::info!(step = state.step, mean_auc = ?val.mean_auc, "validation");
         if let Some(auc) = val.mean_auc {
             if state.best.is_none_or(|(b, _)| auc > b) {

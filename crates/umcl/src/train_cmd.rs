@@ -133,6 +133,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some((auc, step)) = summary.best {
         outln!("best validation mean AUC: {auc:.4} (step {step})");
     }
+    if summary.skipped_samples + summary.skipped_validation > 0 {
+        outln!(
+            "skipped samples (unreadable images, data.skip_bad): {} in training, {} in \
+             validation; listed in {}",
+            summary.skipped_samples,
+            summary.skipped_validation,
+            summary.run_dir.join("skipped.txt").display()
+        );
+    }
     if let Some(z) = &summary.zero_shot {
         if let Some(l) = &z.learned {
             outln!(

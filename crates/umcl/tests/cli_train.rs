@@ -551,3 +551,49 @@ fn a_missing_final_manifest_is_reported_before_training() {
         "it trained first"
     );
 }
+
+#[test]
+fn skipped_images_are_listed_and_counted_in_training_and_validation_even_when_quiet() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    // Every fourth phantom image is damaged: some fall in training, some in validation.
+    let mut damaged = 0;
+    let mut images: Vec<_> = std::fs::read_dir(dir.path().join("phantom/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    images.sort();
+    for path in images.iter().step_by(4) {
+        std::fs::write(path, b"not a png").unwrap();
+        damaged += 1;
+    }
+    assert!(damaged > 10);
+    let out = ok(train_run(
+        &cfg,
+        "skips",
+        &[
+            "--set",
+            "data.skip_bad=true",
+            "--set",
+            "data.accum_steps=1",
+            "--set",
+            "eval.max_samples=1000",
+        ],
+    ));
+    let run = dir.path().join("runs/skips");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let (train, val) = (
+        results["skipped_samples"].as_u64().unwrap(),
+        results["skipped_validation"].as_u64().unwrap(),
+    );
+    assert!(train > 0 && val > 0, "train {train}, validation {val}");
+    let listed = std::fs::read_to_string(run.join("skipped.txt")).unwrap();
+    assert!(listed.lines().count() as u64 >= train + val, "{listed}");
+    // --quiet hides notes, not the counts: the summary and the final report say them.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("skipped samples"), "{stdout}");
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(summary.contains("Skipped samples"), "{summary}");
+}
