@@ -8,12 +8,14 @@
 //! - `train [--ablation] [--seeds N] [-- ARGS]`: the main job on the built-in data, or its
 //!   spread over seeds.
 //! - `bench [GROUP]...`: the criterion suites and the side-by-side comparisons, one table.
+//! - `fuzz [--seconds N] [TARGET]...`: the input readers fuzzed on stable Rust.
 //! - `gpu-bundle [--out DIR]`: release binaries without rpath and scripts for a GPU host.
 //! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
 //! - `minilm`: the real all-MiniLM-L6-v2 weights into `.cache/minilm` (for tests and `umcl embed`).
 //! - `nccl`: the optional NCCL process-group library, `target/nccl/libumcl_nccl.so`.
 
 mod bench;
+mod fuzz;
 mod gpu_bundle;
 mod minilm;
 mod nccl;
@@ -53,6 +55,10 @@ commands:
                      writes target/bench/results.json and results.md
                      groups: data models losses train-step (default: all of these),
                      labeler images losses-vs-torch (parts); --list describes them
+  fuzz [--seconds N] [TARGET]...
+                     the stable-Rust fuzzer (crates/umcl-fuzz) over each input reader for N
+                     seconds (default 600): labeler csv jsonl manifest config image
+                     safetensors; writes target/fuzz/results.md and crashing inputs
   gpu-bundle [--out DIR] [--no-build] [--no-nccl]
                      release binaries without rpath + xtask/gpu scripts + the Python
                      references + lib/libumcl_nccl.so into gpu-bundle/ (or DIR), for a GPU
@@ -108,6 +114,7 @@ fn run() -> Result<()> {
         }
         "train" => train::run(&root, rest),
         "bench" => bench::run(&root, rest),
+        "fuzz" => fuzz::run(&root, rest),
         "gpu-bundle" => gpu_bundle::run(&root, rest),
         "nccl" => {
             parse_flags(rest, &[])?;

@@ -1,0 +1,5 @@
+//! Finds libtorch as tch does and gives this crate's binaries and tests a run path to it.
+
+fn main() {
+    umcl_build::link_libtorch();
+}
