@@ -552,6 +552,19 @@ fn classify_and_train_over_the_corpus_images() {
         };
         check(&format!("classify {file}"), &run, &Expect::Error(needles));
     }
+    // A split made for another version of the manifest: refused, not evaluated on a part.
+    let run = umcl()
+        .args(["eval", "--task", "zeroshot", "--part", "val", "--checkpoint"])
+        .arg(&model)
+        .arg("--manifest")
+        .arg(corpus_dir().join("splits/grown.jsonl"))
+        .output()
+        .unwrap();
+    check(
+        "eval --part with a stale split",
+        &run,
+        &Expect::Error(&["grown.splits.json", "another version of the manifest"]),
+    );
     for file in ["ok.png", "ok.jpg"] {
         let run = umcl()
             .args(["classify", "--checkpoint"])
