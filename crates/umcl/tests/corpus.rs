@@ -554,7 +554,14 @@ fn classify_and_train_over_the_corpus_images() {
     }
     // A split made for another version of the manifest: refused, not evaluated on a part.
     let run = umcl()
-        .args(["eval", "--task", "zeroshot", "--part", "val", "--checkpoint"])
+        .args([
+            "eval",
+            "--task",
+            "zeroshot",
+            "--part",
+            "val",
+            "--checkpoint",
+        ])
         .arg(&model)
         .arg("--manifest")
         .arg(corpus_dir().join("splits/grown.jsonl"))
