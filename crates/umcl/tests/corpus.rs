@@ -552,6 +552,24 @@ fn classify_and_train_over_the_corpus_images() {
         };
         check(&format!("classify {file}"), &run, &Expect::Error(needles));
     }
+    // `umcl eval ... | true`: the reader is gone before the results are printed, and the
+    // output folder is still written.
+    let results = work.path().join("eval-out");
+    let mut child = umcl()
+        .args(["eval", "--task", "zeroshot", "--checkpoint"])
+        .arg(&model)
+        .arg("--manifest")
+        .arg(work.path().join("phantom/eval-5x200.jsonl"))
+        .arg("--output")
+        .arg(&results)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let run = child.wait_with_output().unwrap();
+    check("eval with a closed stdout", &run, &Expect::Ok(&[]));
+    assert!(results.join("results.json").is_file());
     // A split made for another version of the manifest: refused, not evaluated on a part.
     let run = umcl()
         .args([
