@@ -12,17 +12,19 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cargo, status};
 
-const TARGETS: [&str; 7] = [
-    "labeler",
-    "csv",
-    "jsonl",
-    "manifest",
-    "config",
-    "image",
-    "safetensors",
-];
-
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    crate::setup::ensure(root, false)?;
+    status(cargo(root).args(["build", "--release", "--package", "umcl-fuzz"]))?;
+    let fuzzer = root.join("target/release/umcl-fuzz");
+    // The fuzzer names its own targets (xtask depends on no workspace crate).
+    let listed = Command::new(&fuzzer)
+        .arg("--list")
+        .output()
+        .with_context(|| format!("starting {}", fuzzer.display()))?;
+    let all: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
     let mut seconds = 600u64;
     let mut targets: Vec<String> = Vec::new();
     let mut i = 0;
@@ -36,18 +38,16 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     .context("--seconds takes a whole number")?;
                 i += 2;
             }
-            t if TARGETS.contains(&t) => {
+            t if all.iter().any(|a| a == t) => {
                 targets.push(t.to_string());
                 i += 1;
             }
-            other => bail!("unknown argument `{other}`; targets: {}", TARGETS.join(" ")),
+            other => bail!("unknown argument `{other}`; targets: {}", all.join(" ")),
         }
     }
     if targets.is_empty() {
-        targets = TARGETS.iter().map(|t| t.to_string()).collect();
+        targets = all;
     }
-    crate::setup::ensure(root, false)?;
-    status(cargo(root).args(["build", "--release", "--package", "umcl-fuzz"]))?;
     let out = root.join("target/fuzz");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut table = String::from(
@@ -56,7 +56,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut failed = Vec::new();
     for target in &targets {
         eprintln!("xtask: fuzzing {target} for {seconds} s");
-        let run = Command::new(root.join("target/release/umcl-fuzz"))
+        let run = Command::new(&fuzzer)
             .current_dir(root)
             .args([target.as_str(), "--seconds", &seconds.to_string()])
             .arg("--out")

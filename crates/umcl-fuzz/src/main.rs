@@ -9,7 +9,7 @@
 //! inputs are written to `DIR/TARGET-N.bin`; the run prints executions, crashes and the
 //! distinct panic messages, and exits 1 when anything crashed.
 //!
-//! Targets: `labeler`, `csv` (the generic CSV adapter), `jsonl` (the generic JSON Lines
+//! `umcl-fuzz --list` prints the targets. Targets: `labeler`, `csv` (the generic CSV adapter), `jsonl` (the generic JSON Lines
 //! adapter), `manifest`, `config` (the TOML config with `--set` overrides), `image` (PNG and
 //! JPEG decoding with every decoder of the build), `safetensors` (weight import).
 
@@ -284,6 +284,11 @@ fn main() -> Result<()> {
             "--seed" => seed = value()?.parse().context("--seed")?,
             "--out" => out = PathBuf::from(value()?),
             "--corpus" => corpus = PathBuf::from(value()?),
+            "--list" => {
+                // For `cargo xtask fuzz`, which cannot depend on this crate.
+                println!("{}", TARGETS.join(" "));
+                return Ok(());
+            }
             t if !t.starts_with("--") && target.is_none() => {
                 target = Some(t.to_string());
                 i += 1;

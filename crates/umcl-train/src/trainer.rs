@@ -268,10 +268,11 @@ fn run_epoch(
             validate_and_save(cfg, setup, checkpoints, optimizer, state, log)?;
         }
         if stop_agreed(setup)? {
-            let saved = if main {
-                Some(checkpoints.save(&setup.model, optimizer, state)?)
-            } else {
-                None
+            // `validate_and_save` may have written this step's checkpoint already.
+            let saved = match checkpoints.list().pop() {
+                _ if !main => None,
+                Some((step, path)) if step == state.step => Some(path),
+                _ => Some(checkpoints.save(&setup.model, optimizer, state)?),
             };
             log.abandon();
             return Err(TrainError::Interrupted {
