@@ -142,7 +142,8 @@ char* umcl_c10d_all_reduce(void* group, at::Tensor* tensor, int op, int64_t time
     }
     opts.timeout = ms(timeout_ms);
     std::vector<at::Tensor> tensors{*tensor};
-    auto work = g.backend->allreduce(tensors, opts);
+    auto work =
+        umcl_ext::start_collective(g.cuda, [&] { return g.backend->allreduce(tensors, opts); });
     finish(g, work, timeout_ms, "all_reduce");
   });
 }
@@ -163,7 +164,8 @@ char* umcl_c10d_all_gather(void* group, at::Tensor* input, int64_t timeout_ms, a
     }
     c10d::AllgatherOptions opts;
     opts.timeout = ms(timeout_ms);
-    auto work = backend->allgather(outputs, inputs, opts);
+    auto work = umcl_ext::start_collective(
+        g.cuda, [&] { return backend->allgather(outputs, inputs, opts); });
     finish(g, work, timeout_ms, "all_gather");
     *out = new at::Tensor(local.dim() == 0 ? at::stack(outputs[0], 0) : at::cat(outputs[0], 0));
   });
@@ -181,7 +183,8 @@ char* umcl_c10d_broadcast(void* group, at::Tensor* tensor, int root, int64_t tim
     opts.rootRank = root;
     opts.timeout = ms(timeout_ms);
     std::vector<at::Tensor> tensors{*tensor};
-    auto work = g.backend->broadcast(tensors, opts);
+    auto work =
+        umcl_ext::start_collective(g.cuda, [&] { return g.backend->broadcast(tensors, opts); });
     finish(g, work, timeout_ms, "broadcast");
   });
 }
@@ -193,7 +196,8 @@ char* umcl_c10d_barrier(void* group, int64_t timeout_ms) {
     GroupHandle& g = handle(group);
     c10d::BarrierOptions opts;
     opts.timeout = ms(timeout_ms);
-    auto work = g.backend->barrier(opts);
+    auto work =
+        umcl_ext::start_collective(g.cuda, [&] { return g.backend->barrier(opts); });
     finish(g, work, timeout_ms, "barrier");
   });
 }

@@ -133,7 +133,7 @@ struct GradSync {
     ar.reduceOp = c10d::ReduceOp::SUM;
     ar.timeout = std::chrono::milliseconds(timeout_ms);
     std::vector<at::Tensor> tensors{b.flat};
-    b.work = backend->allreduce(tensors, ar);
+    b.work = umcl_ext::start_collective(cuda, [&] { return backend->allreduce(tensors, ar); });
   }
 
   // Starts every bucket from `next` on whose parameters are all ready.
