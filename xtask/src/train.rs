@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::{cargo, minilm, parse_flag_value, setup, status};
+use crate::{cargo, parse_flag_value, setup, status, weights};
 
 /// One finished training run.
 struct Run {
@@ -35,7 +35,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         .transpose()?;
     let ablation = crate::parse_flags(&flags, &["--ablation"])?.contains(&"--ablation");
     setup::ensure(root, false)?;
-    minilm::ensure(root)?; // its tokenizer.json is the default config's tokenizer
+    weights::MINILM.ensure(root)?; // its tokenizer.json is the default config's tokenizer
     status(cargo(root).args(["build", "--release", "--package", "umcl"]))?;
     let umcl = root.join("target/release/umcl");
     let phantom = root.join("data/phantom");

@@ -11,7 +11,8 @@
 //!
 //! `umcl-fuzz --list` prints the targets. Targets: `labeler`, `csv` (the generic CSV adapter), `jsonl` (the generic JSON Lines
 //! adapter), `manifest`, `config` (the TOML config with `--set` overrides), `image` (PNG and
-//! JPEG decoding with every decoder of the build), `safetensors` (weight import).
+//! JPEG decoding with every decoder of the build), `safetensors` (weight import), `pth` (the
+//! PyTorch checkpoint reader, seeded with umcl-models' checkpoint fixtures).
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "labeler",
     "csv",
     "jsonl",
@@ -28,6 +29,7 @@ const TARGETS: [&str; 7] = [
     "config",
     "image",
     "safetensors",
+    "pth",
 ];
 
 /// SplitMix64: the mutation stream.
@@ -179,6 +181,11 @@ fn seeds(target: &str, corpus: &Path, scratch: &Path) -> Result<Vec<Vec<u8>>> {
             tch::Tensor::write_safetensors(&[("w", &a), ("b", &b)], &path)?;
             vec![std::fs::read(&path)?]
         }
+        // torch.save's zip and legacy checkpoints, and the foreign-object and code ones.
+        "pth" => files(
+            &corpus.join("../../../umcl-models/tests/fixtures/pth"),
+            &[".pth"],
+        ),
         other => bail!("unknown target `{other}`; targets: {}", TARGETS.join(", ")),
     };
     if s.is_empty() {
@@ -265,6 +272,11 @@ fn run_one(target: &str, data: &[u8], scratch: &Path, vs: &tch::nn::VarStore) {
                 &umcl_models::import::identity_keys,
                 true,
             );
+        }
+        "pth" => {
+            let path = scratch.join("w.pth");
+            std::fs::write(&path, data).expect("the scratch folder is writable");
+            let _ = umcl_models::pth::read_pth(&path);
         }
         _ => unreachable!("targets are checked before the loop"),
     }

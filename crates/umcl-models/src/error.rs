@@ -25,7 +25,7 @@ pub enum ModelError {
     #[error("invalid model config: {0}")]
     InvalidConfig(String),
     /// A weight file did not match the model and partial loading was not allowed.
-    #[error("{path}: weights do not match the model ({summary}); pass allow_partial (CLI: --allow-partial) to load what matches")]
+    #[error("{path}: weights do not match the model ({summary})")]
     Import {
         /// The weight file.
         path: PathBuf,

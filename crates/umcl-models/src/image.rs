@@ -1,11 +1,15 @@
 //! What every image encoder returns, and the image-encoder choice of the dual encoder.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+use crate::efficientnet::{lukemelas_keys, EfficientNet, EfficientNetConfig};
 use crate::error::ModelError;
-use crate::resnet::{ResNet, ResNetConfig};
-use crate::vit::{Vit, VitConfig};
+use crate::import::{import_scoped, read_weights, strip_prefixes, ImportReport, KeyAction};
+use crate::resnet::{torchvision_keys, ResNet, ResNetConfig};
+use crate::vit::{hf_vit_to_timm, timm_keys, Vit, VitConfig};
 
 /// The output of an image encoder.
 #[derive(Debug)]
@@ -26,12 +30,15 @@ pub enum ImageEncoderConfig {
     Resnet(ResNetConfig),
     /// A timm Vision Transformer.
     Vit(VitConfig),
+    /// An EfficientNet-Lite (TensorFlow's Lite variants, lukemelas-style key names).
+    Efficientnet(EfficientNetConfig),
 }
 
 impl ImageEncoderConfig {
     /// The encoder a name stands for; the one grammar of image-encoder names:
     ///
-    /// - a preset: `resnet18`, `resnet34`, `resnet50`, `vit-tiny`, `vit-small`, `vit-base`;
+    /// - a preset: `resnet18`, `resnet34`, `resnet50`, `vit-tiny`, `vit-small`, `vit-base`,
+    ///   `efficientnet-lite0`;
     /// - `resnet18-w<N>`: ResNet-18 with stem width `N >= 4`;
     /// - `vit<size>-p<patch>-w<width>-d<depth>`: a small ViT with heads of 32 channels
     ///   (`patch` divides `size`, `width` a multiple of 32), e.g. `vit32-p8-w32-d1` for tests
@@ -58,6 +65,7 @@ impl ImageEncoderConfig {
         ResNetConfig::preset(name)
             .map(Self::Resnet)
             .or_else(|| VitConfig::preset(name).map(Self::Vit))
+            .or_else(|| EfficientNetConfig::preset(name).map(Self::Efficientnet))
     }
 
     /// Width of the pooled feature.
@@ -65,7 +73,70 @@ impl ImageEncoderConfig {
         match self {
             Self::Resnet(c) => c.feature_dim(),
             Self::Vit(c) => c.embed_dim,
+            Self::Efficientnet(c) => c.feature_dim(),
         }
+    }
+
+    /// The per-channel mean and standard deviation that inputs scaled to `[0, 1]` are
+    /// normalised with, as the encoder's pretrained weights expect: ImageNet's for ResNet and
+    /// ViT (torchvision, timm), TensorFlow's `(x * 255 - 127) / 128` for EfficientNet-Lite.
+    ///
+    /// ```
+    /// use umcl_models::image::ImageEncoderConfig;
+    /// let (mean, std) = ImageEncoderConfig::preset("efficientnet-lite0").unwrap().normalization();
+    /// assert_eq!((mean[0] * 255.0, std[0] * 255.0), (127.0, 128.0));
+    /// ```
+    pub fn normalization(&self) -> ([f32; 3], [f32; 3]) {
+        match self {
+            Self::Resnet(_) | Self::Vit(_) => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            Self::Efficientnet(_) => ([127.0 / 255.0; 3], [128.0 / 255.0; 3]),
+        }
+    }
+
+    /// Imports a weight file (safetensors or PyTorch checkpoint) into this encoder's variables,
+    /// those of `vs` under `scope` (`"image."` in a dual encoder, `""` alone), with the key
+    /// names of the encoder's reference: torchvision (ResNet), timm or Hugging Face (ViT,
+    /// converted with [`hf_vit_to_timm`]), lukemelas (EfficientNet-Lite). The classifier head
+    /// is the only thing left out on purpose; any other missing, unexpected or mismatched key is
+    /// an error that names it.
+    ///
+    /// ```
+    /// use umcl_models::image::{ImageEncoder, ImageEncoderConfig};
+    /// let config = ImageEncoderConfig::preset("resnet18-w4").unwrap();
+    /// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// let _encoder = ImageEncoder::new(&vs.root(), &config).unwrap();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("w.safetensors");
+    /// vs.save(&path).unwrap();
+    /// let report = config.import_weights(&vs, "", &path).unwrap();
+    /// assert!(report.is_complete());
+    /// ```
+    pub fn import_weights(
+        &self,
+        vs: &nn::VarStore,
+        scope: &str,
+        path: &Path,
+    ) -> Result<ImportReport, ModelError> {
+        let mut tensors = read_weights(path)?;
+        let mut dropped = Vec::new();
+        let map: fn(&str) -> KeyAction = match self {
+            Self::Resnet(_) => torchvision_keys,
+            Self::Efficientnet(_) => lukemelas_keys,
+            Self::Vit(_) => {
+                let hf = tensors.iter().any(|(k, _)| {
+                    let k = strip_prefixes(k, &["module."]);
+                    k.starts_with("vit.") || k.starts_with("embeddings.")
+                });
+                if hf {
+                    (tensors, dropped) = hf_vit_to_timm(tensors)?;
+                }
+                timm_keys
+            }
+        };
+        let mut report = import_scoped(vs, scope, tensors, path, &map, false)?;
+        report.ignored.extend(dropped);
+        report.ignored.sort();
+        Ok(report)
     }
 }
 
@@ -96,6 +167,8 @@ pub enum ImageEncoder {
     Resnet(ResNet),
     /// A ViT.
     Vit(Vit),
+    /// An EfficientNet-Lite (boxed: its blocks make it much larger than the other variants).
+    Efficientnet(Box<EfficientNet>),
 }
 
 impl ImageEncoder {
@@ -104,6 +177,9 @@ impl ImageEncoder {
         Ok(match config {
             ImageEncoderConfig::Resnet(c) => Self::Resnet(ResNet::new(p, c)?),
             ImageEncoderConfig::Vit(c) => Self::Vit(Vit::new(p, c)?),
+            ImageEncoderConfig::Efficientnet(c) => {
+                Self::Efficientnet(Box::new(EfficientNet::new(p, c)?))
+            }
         })
     }
 
@@ -112,6 +188,7 @@ impl ImageEncoder {
         match self {
             Self::Resnet(m) => m.forward_t(images, train),
             Self::Vit(m) => m.forward_t(images, train),
+            Self::Efficientnet(m) => m.forward_t(images, train),
         }
     }
 }

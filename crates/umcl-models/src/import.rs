@@ -1,13 +1,17 @@
-//! Weight import from safetensors files written by torchvision, timm and Hugging Face.
+//! Weight import from safetensors files and PyTorch checkpoints written by torchvision, timm
+//! and Hugging Face.
 //!
 //! tch's own `VarStore::load` is not used: it casts the whole store to the file's dtype and
 //! cannot rename keys. Import here goes in four steps:
 //!
-//! 1. read every tensor of the file ([`read_safetensors`]);
+//! 1. read every tensor of the file ([`read_weights`]: safetensors, or a `.pth`/`.pt`/`.bin`
+//!    checkpoint through [`crate::pth`], told apart by their first bytes);
 //! 2. map each file key to a variable name of the model with a [`KeyMap`] (strip `module.`,
 //!    rename legacy `gamma`/`beta`, or [`KeyAction::Ignore`] a key on purpose, such as a
 //!    classifier head the encoder does not have);
-//! 3. compare with the model's variables: every variable must get a tensor (else *missing*),
+//! 3. compare with the model's variables (those under a scope, such as `image.` for the image
+//!    encoder of a dual encoder, in [`import_weights`]): every variable must get a tensor (else
+//!    *missing*),
 //!    every mapped key must name a variable (else *unexpected*), shapes must agree (else
 //!    *mismatched*), two file keys may not land on the same variable;
 //! 4. copy under `no_grad` with `copy_`, which converts the file's dtype to the variable's: the
@@ -129,6 +133,27 @@ impl ImportReport {
     }
 }
 
+impl ImportReport {
+    /// The report as JSON: `loaded`, `missing`, `unexpected`, `ignored` (key lists),
+    /// `mismatched` (name, model shape, file shape) and `converted` (name, file dtype, model
+    /// dtype).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "complete": self.is_complete(),
+            "loaded": self.loaded,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "ignored": self.ignored,
+            "mismatched": self.mismatched.iter().map(|m| serde_json::json!({
+                "name": m.name, "model": m.expected, "file": m.found,
+            })).collect::<Vec<_>>(),
+            "converted": self.converted.iter().map(|(name, from, to)| serde_json::json!({
+                "name": name, "file": format!("{from:?}"), "model": format!("{to:?}"),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.summary())
@@ -141,6 +166,38 @@ pub fn read_safetensors(path: &Path) -> Result<NamedTensors, ModelError> {
         return Err(ModelError::io(path, "no such file"));
     }
     Tensor::read_safetensors(path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Reads every tensor of a weight file, safetensors or PyTorch checkpoint (zip or legacy
+/// format), on the CPU in the file's dtypes. The format comes from the file's first bytes, not
+/// its extension.
+pub fn read_weights(path: &Path) -> Result<NamedTensors, ModelError> {
+    use crate::pth::{read_pth, sniff, Format};
+    if !path.is_file() {
+        return Err(ModelError::io(path, "no such file"));
+    }
+    match sniff(path)? {
+        Some(Format::Safetensors) => read_safetensors(path),
+        Some(Format::Zip | Format::Legacy) => read_pth(path),
+        None => Err(ModelError::io(
+            path,
+            "not a weight file: neither safetensors nor a PyTorch checkpoint (.pth, .pt, .bin)",
+        )),
+    }
+}
+
+/// Loads a weight file of any format [`read_weights`] takes into the variables of `vs` whose
+/// names start with `scope` (`""` for all): `map` gives each file key's name below the scope.
+/// Missing, unexpected or mismatched keys are an error that names them unless `allow_partial`.
+pub fn import_weights(
+    vs: &VarStore,
+    scope: &str,
+    path: &Path,
+    map: KeyMap<'_>,
+    allow_partial: bool,
+) -> Result<ImportReport, ModelError> {
+    let tensors = read_weights(path)?;
+    import_scoped(vs, scope, tensors, path, map, allow_partial)
 }
 
 /// Loads a safetensors file into `vs` through `map`; see the module docs for the rules.
@@ -162,7 +219,30 @@ pub fn import_tensors(
     map: KeyMap<'_>,
     allow_partial: bool,
 ) -> Result<ImportReport, ModelError> {
-    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    import_scoped(vs, "", tensors, source, map, allow_partial)
+}
+
+/// [`import_tensors`] into the variables under `scope` only; the report names variables
+/// without the scope.
+pub fn import_scoped(
+    vs: &VarStore,
+    scope: &str,
+    tensors: NamedTensors,
+    source: &Path,
+    map: KeyMap<'_>,
+    allow_partial: bool,
+) -> Result<ImportReport, ModelError> {
+    let vars: BTreeMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(scope).map(|k| (k.to_string(), v)))
+        .collect();
+    if vars.is_empty() {
+        return Err(ModelError::InvalidConfig(format!(
+            "the model has no variables under `{scope}` to import {} into",
+            source.display()
+        )));
+    }
     // `nn::Path` renames a second variable of the same name to `name__1`: that is a bug in a
     // model definition, and such a name would never match a checkpoint key.
     if let Some(dup) = vars.keys().find(|k| is_renamed_duplicate(k)) {

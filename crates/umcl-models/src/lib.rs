@@ -1,4 +1,4 @@
-//! Encoders for umcl on tch: image encoders ([`resnet`], [`vit`]), the [`bert`] text encoder,
+//! Encoders for umcl on tch: image encoders ([`resnet`], [`vit`], [`efficientnet`]), the [`bert`] text encoder,
 //! continuous prompts ([`prompt`]), the dual encoder ([`dual`]) and weight [`import`]. The
 //! libtorch start-up (device, threads, autocast) is umcl-torch-ext's `runtime`.
 //!
@@ -10,10 +10,12 @@
 
 pub mod bert;
 pub mod dual;
+pub mod efficientnet;
 pub mod error;
 pub mod image;
 pub mod import;
 pub mod prompt;
+pub mod pth;
 pub mod resnet;
 pub mod text;
 pub mod vit;

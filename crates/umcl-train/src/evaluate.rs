@@ -412,12 +412,15 @@ pub fn load_trained(path: &Path, device: Device) -> Result<Trained, TrainError> 
     let max_len = run_cfg.as_ref().map_or(128, |c| c.data.max_text_len);
     let tokenizer = Arc::new(Tokenizer::from_file(&tokenizer_path, max_len)?);
     let image_size = run_cfg.as_ref().map_or(224, |c| c.data.image_size);
+    let (mean, std) = model.config().image.normalization();
     let loader_cfg = LoaderConfig {
         batch_size: 64,
         shuffle: false,
         augment: None,
         preprocess: umcl_data::images::Preprocess {
             size: image_size,
+            mean,
+            std,
             ..Default::default()
         },
         ..LoaderConfig::default()

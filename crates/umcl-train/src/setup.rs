@@ -21,7 +21,7 @@ use umcl_losses::ItlLossConfig;
 use umcl_models::bert::BertConfig;
 use umcl_models::dual::{ClassName, DualConfig, DualEncoder};
 use umcl_models::image::ImageEncoderConfig;
-use umcl_models::import::{import_safetensors, KeyAction};
+use umcl_models::import::{import_weights, ImportReport};
 use umcl_models::prompt::PromptConfig;
 use umcl_torch_ext::dist::LaunchEnv;
 use umcl_torch_ext::runtime::{self, BackendConfig, CpuHeap, DeviceRequest};
@@ -46,6 +46,44 @@ pub(crate) struct Setup {
     pub report_only: usize,
     /// This process's place in a data-parallel run (see [`crate::distributed`]).
     pub dist: Option<Dist>,
+    /// The pretrained weights imported into the model, one report each.
+    pub imports: Vec<WeightImport>,
+}
+
+/// One weight file imported into the model, and what the import did.
+pub(crate) struct WeightImport {
+    /// `image` or `text`.
+    pub part: &'static str,
+    pub path: PathBuf,
+    pub report: ImportReport,
+}
+
+impl WeightImport {
+    /// A line for the log.
+    pub fn line(&self) -> String {
+        format!(
+            "{} weights from {}: {}",
+            self.part,
+            self.path.display(),
+            self.report
+        )
+    }
+
+    /// `imports.json`: every import's file and key lists.
+    pub fn to_json(imports: &[WeightImport]) -> String {
+        let list: Vec<serde_json::Value> = imports
+            .iter()
+            .map(|i| {
+                let mut v = i.report.to_json();
+                v["part"] = i.part.into();
+                v["path"] = i.path.display().to_string().into();
+                v
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&list).unwrap_or_default();
+        text.push('\n');
+        text
+    }
 }
 
 impl Setup {
@@ -60,7 +98,7 @@ impl Setup {
         let (train, val) = split(cfg, unified.samples)?;
         let (loader, eval_loader_cfg) = loaders(cfg, train, &tokenizer, &synth)?;
         let class_index = evaluate::class_indices(&schema, &cfg.eval.classes)?;
-        let model = build_model(cfg, &schema, &tokenizer, &tokenizer_path, device)?;
+        let (model, imports) = build_model(cfg, &schema, &tokenizer, &tokenizer_path, device)?;
         let step = step_config(cfg, &class_index, device)?;
         Ok(Self {
             device,
@@ -73,6 +111,7 @@ impl Setup {
             step,
             report_only,
             dist,
+            imports,
         })
     }
 
@@ -220,6 +259,9 @@ pub(crate) fn loaders(
     synth: &Arc<Synthesizer>,
 ) -> Result<(Loader, LoaderConfig), TrainError> {
     let resample = cfg.data.synthesize_text && cfg.data.resample_text;
+    let image = ImageEncoderConfig::preset(&cfg.model.image)
+        .ok_or_else(|| TrainError::Setup(format!("unknown image encoder `{}`", cfg.model.image)))?;
+    let (mean, std) = image.normalization();
     let loader_cfg = LoaderConfig {
         batch_size: cfg.data.batch_size,
         threads: cfg.data.workers,
@@ -230,6 +272,8 @@ pub(crate) fn loaders(
         skip_bad: cfg.data.skip_bad,
         preprocess: umcl_data::images::Preprocess {
             size: cfg.data.image_size,
+            mean,
+            std,
             ..Default::default()
         },
         augment: cfg.data.augment.then(Augment::default),
@@ -254,7 +298,7 @@ pub(crate) fn build_model(
     tokenizer: &Tokenizer,
     tokenizer_path: &Path,
     device: Device,
-) -> Result<DualEncoder, TrainError> {
+) -> Result<(DualEncoder, Vec<WeightImport>), TrainError> {
     let image = ImageEncoderConfig::preset(&cfg.model.image)
         .ok_or_else(|| TrainError::Setup(format!("unknown image encoder `{}`", cfg.model.image)))?;
     let mut text = match &cfg.model.text_dir {
@@ -292,21 +336,34 @@ pub(crate) fn build_model(
             ..PromptConfig::default()
         });
     }
+    let image_config = dual.image.clone();
     let model = DualEncoder::new(&dual, device)?;
-    // Imported weights land under the dual encoder's `text.` and `image.` prefixes.
-    let under = |prefix: &'static str, map: fn(&str) -> KeyAction| {
-        move |k: &str| match map(k) {
-            KeyAction::Load(name) => KeyAction::Load(format!("{prefix}{name}")),
-            other => other,
-        }
-    };
+    // Imported weights land under the dual encoder's `text.` and `image.` scopes. Every
+    // variable of the scope must be in the file and every file key in the model, but for the
+    // heads the key maps leave out on purpose (classifier, pooler).
+    let mut imports = Vec::new();
     if let Some(dir) = &cfg.model.text_dir {
-        let keys = under("text.", umcl_models::bert::bert_keys);
-        import_safetensors(&model.vs, &dir.join("model.safetensors"), &keys, true)?;
+        let path = dir.join("model.safetensors");
+        let report = import_weights(
+            &model.vs,
+            "text.",
+            &path,
+            &umcl_models::bert::bert_keys,
+            false,
+        )?;
+        imports.push(WeightImport {
+            part: "text",
+            path,
+            report,
+        });
     }
-    if let Some(weights) = &cfg.model.image_weights {
-        let keys = under("image.", umcl_models::resnet::torchvision_keys);
-        import_safetensors(&model.vs, weights, &keys, true)?;
+    if let Some(path) = &cfg.model.image_weights {
+        let report = image_config.import_weights(&model.vs, "image.", path)?;
+        imports.push(WeightImport {
+            part: "image",
+            path: path.clone(),
+            report,
+        });
     }
     if cfg.model.freeze_text {
         model.freeze_text();
@@ -314,7 +371,7 @@ pub(crate) fn build_model(
     if cfg.model.freeze_image {
         model.freeze_image();
     }
-    Ok(model)
+    Ok((model, imports))
 }
 
 /// What a step computes: the contrastive loss (`loss.*`), the prompt-label term, micro-batches

@@ -34,7 +34,7 @@ use crate::error::TrainError;
 use crate::evaluate;
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig, Group};
 use crate::run_log::RunLog;
-use crate::setup::Setup;
+use crate::setup::{Setup, WeightImport};
 use crate::step;
 
 /// Set by [`request_stop`]; read once per step.
@@ -146,6 +146,16 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     }
     let vars = join_ranks(&mut setup, cfg, opts)?;
     let mut log = RunLog::start(cfg, opts.quiet, main, &run_dir, state.step)?;
+    if main && !setup.imports.is_empty() {
+        // What the pretrained weights filled, key by key, kept with the run.
+        write_atomic(
+            &run_dir.join("imports.json"),
+            WeightImport::to_json(&setup.imports).as_bytes(),
+        )?;
+        for import in &setup.imports {
+            log.note(&import.line());
+        }
+    }
     if setup.report_only > 0 {
         log.note(&format!(
             "{} report-only samples (no image) train the prompt term only",

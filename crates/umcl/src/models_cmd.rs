@@ -65,8 +65,17 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
     let backend = args.backend.init()?;
     let texts = read_lines(&args.texts)?;
     let dir = &args.text_encoder;
-    let model = PretrainedBert::load(dir, backend.device, args.allow_partial)
-        .with_context(|| format!("loading the text encoder from {}", dir.display()))?;
+    let model = PretrainedBert::load(dir, backend.device, args.allow_partial).map_err(|e| {
+        let hint = if matches!(e, umcl_models::ModelError::Import { .. }) {
+            " (--allow-partial loads what matches)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!(
+            "loading the text encoder from {}{hint}",
+            dir.display()
+        ))
+    })?;
     if !model.report.is_complete() {
         eprintln!("umcl: warning: partial load: {}", model.report);
     }

@@ -597,3 +597,94 @@ fn skipped_images_are_listed_and_counted_in_training_and_validation_even_when_qu
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(summary.contains("Skipped samples"), "{summary}");
 }
+
+#[test]
+fn pretrained_weights_load_completely_with_a_saved_report_or_are_refused_naming_keys() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    ok(train_run(&cfg, "src", &["--set", "run.steps=2"]));
+    // The trained image encoder as torchvision names a ResNet's keys, plus the classifier head
+    // such files carry: what a user brings.
+    let model = dir
+        .path()
+        .join("runs/src/checkpoints/step-00000002/model.safetensors");
+    let mut image: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(&model)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(k, t)| k.strip_prefix("image.").map(|k| (k.to_string(), t)))
+        .collect();
+    let n_image = image.len();
+    image.push((
+        "fc.weight".into(),
+        tch::Tensor::zeros([10, 32], tch::kind::FLOAT_CPU),
+    ));
+    let good = dir.path().join("resnet.safetensors");
+    tch::Tensor::write_safetensors(&image, &good).unwrap();
+
+    // With the MiniLM text encoder too: both imports are complete and reported.
+    let minilm = tok.parent().unwrap();
+    let set_image = format!("model.image_weights={}", good.display());
+    let set_text = format!("model.text_dir={}", minilm.display());
+    let out = ok(train_run(
+        &cfg,
+        "warm",
+        &[
+            "--set",
+            &set_image,
+            "--set",
+            &set_text,
+            "--set",
+            "run.steps=2",
+        ],
+    ));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/warm/imports.json")).unwrap(),
+    )
+    .unwrap();
+    let part = |name: &str| {
+        report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["part"] == name)
+            .unwrap_or_else(|| panic!("no {name} import in {report}"))
+            .clone()
+    };
+    let (text, img) = (part("text"), part("image"));
+    assert_eq!(img["complete"], true, "{img}");
+    assert_eq!(img["loaded"].as_array().unwrap().len(), n_image);
+    assert_eq!(img["ignored"], serde_json::json!(["fc.weight"]));
+    assert_eq!(text["complete"], true, "{text}");
+    // all-MiniLM-L6-v2: 6 layers of 16 tensors, 5 embedding tensors; its pooler is left out.
+    assert_eq!(
+        text["loaded"].as_array().unwrap().len(),
+        6 * 16 + 5,
+        "{text}"
+    );
+    assert!(stderr_of(&out).is_empty() || !stderr_of(&out).contains("panicked"));
+
+    // One key renamed: the run is refused before training, naming both sides.
+    let mut bad = image;
+    let at = bad
+        .iter()
+        .position(|(k, _)| k == "layer1.0.conv1.weight")
+        .unwrap();
+    bad[at].0 = "layer1.0.convX.weight".into();
+    let bad_path = dir.path().join("renamed.safetensors");
+    tch::Tensor::write_safetensors(&bad, &bad_path).unwrap();
+    let out = train_run(
+        &cfg,
+        "bad",
+        &[
+            "--set",
+            &format!("model.image_weights={}", bad_path.display()),
+        ],
+    );
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "a partial import was accepted");
+    assert!(err.contains("1 missing: layer1.0.conv1.weight"), "{err}");
+    assert!(err.contains("1 unexpected: layer1.0.convX.weight"), "{err}");
+    assert!(err.contains("renamed.safetensors"), "{err}");
+    assert!(!dir.path().join("runs/bad/checkpoints").exists());
+}

