@@ -236,6 +236,8 @@ struct Shared {
     pool: rayon::ThreadPool,
     keys: usize,
     recycler: Arc<Recycler>,
+    /// Cumulative sampling weights, one per sample, when the epoch draws by weight.
+    cumulative: Option<Vec<f64>>,
 }
 
 /// Batches being built on the pool at once: while the last images of one batch finish, the
@@ -298,8 +300,54 @@ impl Loader {
                 }),
                 pool,
                 keys,
+                cumulative: None,
             }),
         })
+    }
+
+    /// A loader whose epochs draw `samples.len()` samples with replacement, sample `i` with
+    /// probability `weights[i] / sum(weights)` (PyTorch's `WeightedRandomSampler`), from
+    /// `(seed, epoch)`: to mix sources in chosen proportions. Equal weights give
+    /// [`Loader::new`]'s plain shuffle. Every weight must be finite and above 0.
+    pub fn with_weights(
+        samples: Vec<Sample>,
+        weights: &[f64],
+        tokenizer: Option<Arc<Tokenizer>>,
+        cfg: LoaderConfig,
+    ) -> Result<Self, LoaderError> {
+        if weights.len() != samples.len() {
+            return Err(LoaderError::Invalid(format!(
+                "{} weights for {} samples",
+                weights.len(),
+                samples.len()
+            )));
+        }
+        if let Some((i, w)) = weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !(w.is_finite() && **w > 0.0))
+        {
+            return Err(LoaderError::Invalid(format!(
+                "the weight of sample `{}` is {w}; weights must be finite and above 0",
+                samples[i].id
+            )));
+        }
+        let equal = weights.windows(2).all(|w| w[0] == w[1]);
+        let mut loader = Self::new(samples, tokenizer, cfg)?;
+        if !equal {
+            let mut sum = 0.0;
+            let cumulative = weights
+                .iter()
+                .map(|w| {
+                    sum += w;
+                    sum
+                })
+                .collect();
+            Arc::get_mut(&mut loader.shared)
+                .expect("a new loader is not shared yet")
+                .cumulative = Some(cumulative);
+        }
+        Ok(loader)
     }
 
     /// The samples, in their original order.
@@ -317,8 +365,21 @@ impl Loader {
         }
     }
 
-    /// The sample order of `epoch`: shuffled by `(seed, epoch)`, or the original order.
+    /// The sample order of `epoch`: shuffled by `(seed, epoch)`, or the original order; with
+    /// weights ([`Loader::with_weights`]), drawn by weight from `(seed, epoch)`.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
+        if let Some(cumulative) = &self.shared.cumulative {
+            let total = cumulative.last().copied().unwrap_or(0.0);
+            let mut rng = Rng::for_sample(self.shared.cfg.seed, epoch, u64::MAX);
+            return (0..cumulative.len())
+                .map(|_| {
+                    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+                    cumulative
+                        .partition_point(|&c| c <= u)
+                        .min(cumulative.len() - 1)
+                })
+                .collect();
+        }
         let mut order: Vec<usize> = (0..self.shared.samples.len()).collect();
         if self.shared.cfg.shuffle {
             let mut rng = Rng::for_sample(self.shared.cfg.seed, epoch, u64::MAX);

@@ -396,3 +396,50 @@ fn labelled_samples_without_text_get_a_report_drawn_anew_each_epoch() {
     .unwrap();
     assert!(!collect(&plain, 0)[0].has_text[3]);
 }
+
+#[test]
+fn weighted_epochs_draw_in_proportion_and_equal_weights_shuffle_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40;
+    // The last 10 samples weigh 3 each: 30 of 60, so half of every draw on average.
+    let weights: Vec<f64> = (0..n).map(|i| if i >= 30 { 3.0 } else { 1.0 }).collect();
+    let loader =
+        Loader::with_weights(samples(dir.path(), n), &weights, None, config(8, 1)).unwrap();
+    let mut heavy = 0usize;
+    let epochs = 200;
+    for epoch in 0..epochs {
+        let order = loader.order(epoch);
+        assert_eq!(order.len(), n);
+        assert_eq!(order, loader.order(epoch), "the draw follows (seed, epoch)");
+        heavy += order.iter().filter(|&&i| i >= 30).count();
+    }
+    let share = heavy as f64 / (epochs as usize * n) as f64;
+    // 8000 draws: sd of the share is about 0.0056.
+    assert!(
+        (share - 0.5).abs() < 0.03,
+        "share of the heavy samples {share}"
+    );
+
+    let plain = Loader::new(samples(dir.path(), n), None, config(8, 1)).unwrap();
+    let equal =
+        Loader::with_weights(samples(dir.path(), n), &vec![2.5; n], None, config(8, 1)).unwrap();
+    assert_eq!(plain.order(3), equal.order(3));
+
+    let err = Loader::with_weights(
+        samples(dir.path(), n),
+        &vec![1.0; n - 1],
+        None,
+        config(8, 1),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("39 weights for 40 samples"), "{err}");
+    let mut bad = vec![1.0; n];
+    bad[5] = f64::NAN;
+    let err = Loader::with_weights(samples(dir.path(), n), &bad, None, config(8, 1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("NaN"), "{err}");
+}

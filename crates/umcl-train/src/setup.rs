@@ -93,10 +93,13 @@ impl Setup {
         let schema = Schema::chest_xray();
         let (tokenizer, tokenizer_path) = tokenizer(cfg)?;
         let synth = Arc::new(Synthesizer::builtin(&schema)?);
-        let unified = unify_manifest(cfg, &schema, &synth)?;
-        let report_only = unified.report_only;
-        let (train, val) = split(cfg, unified.samples)?;
-        let (loader, eval_loader_cfg) = loaders(cfg, train, &tokenizer, &synth)?;
+        let Sources {
+            train,
+            weights,
+            val,
+            report_only,
+        } = sources(cfg, &schema, &synth)?;
+        let (loader, eval_loader_cfg) = loaders(cfg, train, &weights, &tokenizer, &synth)?;
         let class_index = evaluate::class_indices(&schema, &cfg.eval.classes)?;
         let (model, imports) = build_model(cfg, &schema, &tokenizer, &tokenizer_path, device)?;
         let step = step_config(cfg, &class_index, device)?;
@@ -175,16 +178,92 @@ pub(crate) fn tokenizer(cfg: &TrainConfig) -> Result<(Arc<Tokenizer>, PathBuf), 
     Ok((Arc::new(tokenizer), path))
 }
 
+/// The training and validation samples of every training manifest (`data.manifest`, or
+/// `data.manifests`), each unified and split by its own patient split.
+pub(crate) struct Sources {
+    pub train: Vec<Sample>,
+    /// The sampling weight of each training sample (its manifest's).
+    pub weights: Vec<f64>,
+    pub val: Vec<Sample>,
+    /// Training samples without an image.
+    pub report_only: usize,
+}
+
+/// Reads, unifies and splits each training manifest; a patient (split group) in training in
+/// one manifest and in validation in another is an error.
+pub(crate) fn sources(
+    cfg: &TrainConfig,
+    schema: &Schema,
+    synth: &Synthesizer,
+) -> Result<Sources, TrainError> {
+    let mut out = Sources {
+        train: Vec::new(),
+        weights: Vec::new(),
+        val: Vec::new(),
+        report_only: 0,
+    };
+    // Split group -> (manifest, part) where it was first seen.
+    let mut seen: std::collections::HashMap<String, (PathBuf, Part)> = Default::default();
+    for source in cfg.data.sources() {
+        let unified = unify_manifest(cfg, &source.path, schema, synth)?;
+        out.report_only += unified.report_only;
+        let (train, val) = split(cfg, &source.path, unified.samples)?;
+        for (part, samples) in [(Part::Train, &train), (Part::Val, &val)] {
+            for s in samples {
+                let key = s.group_key();
+                match seen.get(&key) {
+                    Some((other, p)) if *p != part => {
+                        return Err(TrainError::Setup(format!(
+                            "patient `{key}` is in the {} split of {} and in the {} split of {}: one \
+                             patient may not be in training and validation (split the manifests \
+                             together, or give each source its own patient ids)",
+                            part_name(*p),
+                            other.display(),
+                            part_name(part),
+                            source.path.display()
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        seen.insert(key, (source.path.clone(), part));
+                    }
+                }
+            }
+        }
+        out.weights
+            .extend(std::iter::repeat_n(source.weight, train.len()));
+        out.train.extend(train);
+        out.val.extend(val);
+    }
+    if out.train.len() < cfg.data.batch_size {
+        return Err(TrainError::Setup(format!(
+            "the training split has {} samples, fewer than one batch ({})",
+            out.train.len(),
+            cfg.data.batch_size
+        )));
+    }
+    Ok(out)
+}
+
+fn part_name(part: Part) -> &'static str {
+    match part {
+        Part::Train => "training",
+        Part::Val => "validation",
+        Part::Test => "test",
+    }
+}
+
 /// The manifest's samples, unified: labeler labels for reports without labels, and
 /// synthesised reports for labels without text (drawn anew each epoch by the loader with
 /// `data.resample_text`, or once here).
 pub(crate) fn unify_manifest(
     cfg: &TrainConfig,
+    path: &Path,
     schema: &Schema,
     synth: &Synthesizer,
 ) -> Result<umcl_data::unify::Unified, TrainError> {
-    let manifest = Manifest::read(&cfg.data.manifest)?;
-    manifest.header.check_schema(schema, &cfg.data.manifest)?;
+    let manifest = Manifest::read(path)?;
+    manifest.header.check_schema(schema, path)?;
     let text = match (cfg.data.synthesize_text, cfg.data.resample_text) {
         (false, _) => TextSynthesis::Off,
         (true, true) => TextSynthesis::PerEpoch,
@@ -199,7 +278,7 @@ pub(crate) fn unify_manifest(
         &opts,
         &umcl_data::labeler::Labeler::builtin(),
         synth,
-        &cfg.data.manifest,
+        path,
     )?)
 }
 
@@ -207,9 +286,10 @@ pub(crate) fn unify_manifest(
 /// beside it. Returns the training and validation samples.
 pub(crate) fn split(
     cfg: &TrainConfig,
+    manifest: &Path,
     samples: Vec<Sample>,
 ) -> Result<(Vec<Sample>, Vec<Sample>), TrainError> {
-    let split_path = umcl_data::split::split_path(&cfg.data.manifest);
+    let split_path = umcl_data::split::split_path(manifest);
     let split = if split_path.exists() {
         let split = Split::read(&split_path)?;
         split.check(&samples, &split_path)?;
@@ -227,7 +307,7 @@ pub(crate) fn split(
     } else {
         let f = cfg.data.val_fraction;
         let split = Split::new(&samples, SplitSpec::new(cfg.run.seed, [1.0 - f, f, 0.0])?);
-        split.write(&split_path, &cfg.data.manifest)?;
+        split.write(&split_path, manifest)?;
         split
     };
     let part_of = split.lookup();
@@ -240,13 +320,6 @@ pub(crate) fn split(
             _ => {}
         }
     }
-    if train.len() < cfg.data.batch_size {
-        return Err(TrainError::Setup(format!(
-            "the training split has {} samples, fewer than one batch ({})",
-            train.len(),
-            cfg.data.batch_size
-        )));
-    }
     Ok((train, val))
 }
 
@@ -255,6 +328,7 @@ pub(crate) fn split(
 pub(crate) fn loaders(
     cfg: &TrainConfig,
     train: Vec<Sample>,
+    weights: &[f64],
     tokenizer: &Arc<Tokenizer>,
     synth: &Arc<Synthesizer>,
 ) -> Result<(Loader, LoaderConfig), TrainError> {
@@ -286,7 +360,7 @@ pub(crate) fn loaders(
         augment: None,
         ..loader_cfg.clone()
     };
-    let loader = Loader::new(train, Some(tokenizer.clone()), loader_cfg)?;
+    let loader = Loader::with_weights(train, weights, Some(tokenizer.clone()), loader_cfg)?;
     Ok((loader, eval_loader_cfg))
 }
 

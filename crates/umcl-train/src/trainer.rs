@@ -146,6 +146,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     }
     let vars = join_ranks(&mut setup, cfg, opts)?;
     let mut log = RunLog::start(cfg, opts.quiet, main, &run_dir, state.step)?;
+    if !cfg.data.manifests.is_empty() {
+        log.note(&format!(
+            "training on the {} manifests of data.manifests (data.manifest, {}, is not used)",
+            cfg.data.manifests.len(),
+            cfg.data.manifest.display()
+        ));
+    }
     if main && !setup.imports.is_empty() {
         // What the pretrained weights filled, key by key, kept with the run.
         write_atomic(

@@ -98,17 +98,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(n) = args.nproc {
         return launch(args, &mut cfg, n);
     }
-    if !cfg.data.manifest.exists() {
-        bail!(
-            "{}: no such manifest. For the phantom data run `umcl data phantom --out {}` \
-             (or `cargo xtask train`, which does it); for real data see `umcl data prepare --help`",
-            cfg.data.manifest.display(),
-            cfg.data
-                .manifest
-                .parent()
-                .unwrap_or(Path::new("."))
-                .display()
-        );
+    for source in cfg.data.sources() {
+        if !source.path.exists() {
+            bail!(
+                "{}: no such manifest. For the phantom data run `umcl data phantom --out {}` \
+                 (or `cargo xtask train`, which does it); for real data see `umcl data prepare \
+                 --help`",
+                source.path.display(),
+                source.path.parent().unwrap_or(Path::new(".")).display()
+            );
+        }
     }
     let resume = args.resume.as_deref().map(|r| match r {
         "latest" => Resume::Latest,
@@ -198,8 +197,8 @@ fn launch(args: &TrainArgs, cfg: &mut TrainConfig, n: usize) -> Result<()> {
             cfg.data.batch_size
         );
     }
-    if !cfg.data.manifest.exists() {
-        bail!("{}: no such manifest", cfg.data.manifest.display());
+    if let Some(missing) = cfg.data.sources().iter().find(|s| !s.path.exists()) {
+        bail!("{}: no such manifest", missing.path.display());
     }
     let port = match args.master_port {
         Some(p) => p,

@@ -688,3 +688,103 @@ fn pretrained_weights_load_completely_with_a_saved_report_or_are_refused_naming_
     assert!(err.contains("renamed.safetensors"), "{err}");
     assert!(!dir.path().join("runs/bad/checkpoints").exists());
 }
+
+#[test]
+fn several_manifests_train_together_with_their_own_splits_and_no_shared_patient() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    // A second source: another phantom set in its own folder (image paths relative to it).
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    ok(umcl()
+        .args([
+            "data",
+            "phantom",
+            "--n",
+            "64",
+            "--size",
+            "32",
+            "--seed",
+            "2",
+            "--threads",
+            "1",
+        ])
+        .arg("--out")
+        .arg(b.join("phantom"))
+        .output()
+        .unwrap());
+    let a_manifest = dir.path().join("phantom/manifest.jsonl");
+    let b_manifest = b.join("phantom/manifest.jsonl");
+    // Phantom sets number their patients alike: the second source gets ids of its own.
+    let text = std::fs::read_to_string(&b_manifest).unwrap();
+    std::fs::write(
+        &b_manifest,
+        text.replace("\"patient_id\":\"phantom-", "\"patient_id\":\"b-phantom-"),
+    )
+    .unwrap();
+    let both = format!(
+        "data.manifests=[{{ path = \"{}\" }}, {{ path = \"{}\", weight = 3.0 }}]",
+        a_manifest.display(),
+        b_manifest.display()
+    );
+    let out = ok(train_run(
+        &cfg,
+        "two",
+        &["--set", &both, "--set", "run.steps=2"],
+    ));
+    assert!(!stderr_of(&out).contains("panicked"));
+    // Each manifest got its own patient split file.
+    for m in [&a_manifest, &b_manifest] {
+        let split = m.with_file_name("manifest.splits.json");
+        assert!(split.is_file(), "no split beside {}", m.display());
+    }
+    // A missing manifest and a zero weight are refused by name.
+    let gone = format!(
+        "data.manifests=[{{ path = \"{}\" }}, {{ path = \"{}\" }}]",
+        a_manifest.display(),
+        dir.path().join("nowhere.jsonl").display()
+    );
+    let err = stderr_of(&train_run(&cfg, "x", &["--set", &gone]));
+    assert!(err.contains("nowhere.jsonl: no such manifest"), "{err}");
+    let zero = format!(
+        "data.manifests=[{{ path = \"{}\", weight = 0.0 }}]",
+        a_manifest.display()
+    );
+    let err = stderr_of(&train_run(&cfg, "x", &["--set", &zero]));
+    assert!(err.contains("data.manifests[0].weight"), "{err}");
+
+    // The same patients in two manifests whose splits disagree: refused, naming a patient.
+    let c = dir.path().join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    let c_manifest = c.join("manifest.jsonl");
+    let text = std::fs::read_to_string(&a_manifest).unwrap();
+    // The copy's image paths point back to the first set's images.
+    let images = dir.path().join("phantom");
+    let text = text.replace(
+        "\"image\":\"",
+        &format!("\"image\":\"{}/", images.display()),
+    );
+    std::fs::write(&c_manifest, text).unwrap();
+    ok(umcl()
+        .args(["data", "split", "--seed", "7", "--fractions", "0.5,0.5"])
+        .arg(&c_manifest)
+        .output()
+        .unwrap());
+    let leak = format!(
+        "data.manifests=[{{ path = \"{}\" }}, {{ path = \"{}\" }}]",
+        a_manifest.display(),
+        c_manifest.display()
+    );
+    let out = train_run(&cfg, "leak", &["--set", &leak]);
+    let err = stderr_of(&out);
+    assert!(
+        !out.status.success(),
+        "a patient in two splits was accepted"
+    );
+    assert!(
+        err.contains("one patient may not be in training and validation"),
+        "{err}"
+    );
+    assert!(err.contains("manifest.jsonl"), "{err}");
+}

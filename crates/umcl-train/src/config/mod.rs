@@ -178,6 +178,15 @@ pub struct DataConfig {
     /// The unified training manifest (JSONL). Relative paths are relative to the working
     /// directory. Default "data/phantom/manifest.jsonl".
     pub manifest: PathBuf,
+    /// Several training manifests in one run; when given, `manifest` is not used (the run
+    /// says so):
+    /// `manifests = [{ path = "mimic.jsonl" }, { path = "chexpert.jsonl", weight = 0.5 }]`.
+    /// Image paths stay relative to each manifest; each manifest keeps its own patient split
+    /// (its split file), and a patient may not be in training in one and validation in another.
+    /// `weight` (default 1) scales how often a source's samples are drawn: each epoch draws as
+    /// many samples as the sources hold, with replacement, each with probability proportional
+    /// to its source's weight. With every weight 1 the epoch is a plain shuffle. Default none.
+    pub manifests: Vec<SourceManifest>,
     /// Split file next to the manifest to train on (`train`), and to select on (`val`): the
     /// manifest's patient split (see `umcl data split`). When the split file is absent the
     /// trainer makes one with `val_fraction` and the run seed. Default 0.1.
@@ -211,10 +220,40 @@ pub struct DataConfig {
     pub label_reports: bool,
 }
 
+/// One manifest of `data.manifests`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceManifest {
+    /// The manifest (JSONL); relative to the working directory.
+    pub path: PathBuf,
+    /// Relative sampling weight of its samples. Default 1.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl DataConfig {
+    /// The training manifests with their weights: `manifests`, or `manifest` with weight 1.
+    pub fn sources(&self) -> Vec<SourceManifest> {
+        if self.manifests.is_empty() {
+            vec![SourceManifest {
+                path: self.manifest.clone(),
+                weight: 1.0,
+            }]
+        } else {
+            self.manifests.clone()
+        }
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
             manifest: "data/phantom/manifest.jsonl".into(),
+            manifests: Vec::new(),
             val_fraction: 0.1,
             image_size: 224,
             batch_size: 64,

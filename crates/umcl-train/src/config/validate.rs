@@ -33,6 +33,21 @@ impl TrainConfig {
                 bad(key, format!("must be in [0, 1], got {v}"))
             }
         };
+        for (i, source) in self.data.manifests.iter().enumerate() {
+            positive(&format!("data.manifests[{i}].weight"), source.weight)?;
+            if source.path.as_os_str().is_empty() {
+                return bad(&format!("data.manifests[{i}].path"), "is empty".into());
+            }
+            if self.data.manifests[..i]
+                .iter()
+                .any(|s| s.path == source.path)
+            {
+                return bad(
+                    &format!("data.manifests[{i}].path"),
+                    format!("{} is listed twice", source.path.display()),
+                );
+            }
+        }
         let name = self.run.name.as_str();
         if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
             return bad(
