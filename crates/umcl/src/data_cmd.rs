@@ -2,7 +2,7 @@
 //! patient-level splits.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -276,6 +276,7 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
             )?
         }
     };
+    create_parent(&args.out)?;
     manifest::write_manifest(&args.out, &schema, &prepared.samples)?;
     let total = Stats::count(&prepared.samples, schema.len()).total();
     let mut out = String::new();
@@ -428,6 +429,15 @@ fn stats(args: &StatsArgs) -> Result<()> {
     emit(&out)
 }
 
+/// Creates the folder an output file goes into, as `--out` of `umcl data phantom` does.
+fn create_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the folder {}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
 fn split_cmd(args: &SplitArgs) -> Result<()> {
     let fractions = split::parse_fractions(&args.fractions)?;
     let spec = SplitSpec::new(args.seed, fractions)?;
@@ -437,6 +447,7 @@ fn split_cmd(args: &SplitArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| split::split_path(&args.manifest));
+    create_parent(&path)?;
     split.write(&path, &args.manifest)?;
     let mut out = String::new();
     writeln!(

@@ -44,7 +44,8 @@ fn ok(output: Output) -> String {
 }
 
 fn prepare_chexpert(dir: &Path) -> PathBuf {
-    let out = dir.join("chexpert.jsonl");
+    // Into a folder that does not exist yet: prepare makes it.
+    let out = dir.join("new/folder/chexpert.jsonl");
     let stdout = ok(umcl(&[
         "data",
         "prepare",
@@ -113,7 +114,7 @@ hernia                               0         0         0           6
         "--fractions",
         "0.5,0.25",
     ]));
-    let split_file = dir.join("chexpert.splits.json");
+    let split_file = manifest.with_file_name("chexpert.splits.json");
     assert!(split_out.starts_with(&format!(
         "wrote {} (seed 3, fractions [0.5, 0.25, 0.25], by patient)\n",
         split_file.display()
