@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use crate::error::ModelError;
-use crate::image::ImageFeatures;
+use crate::image::{check_images, ImageFeatures};
 use crate::import::{strip_prefixes, KeyAction};
 
 /// One stage of MBConv blocks.
@@ -279,13 +279,7 @@ impl EfficientNet {
 
     /// Encodes images `[batch, in_channels, h, w]`: the head's grid and its average.
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Result<ImageFeatures, ModelError> {
-        let dims = images.size();
-        if dims.len() != 4 || dims[1] != self.config.in_channels {
-            return Err(ModelError::Input(format!(
-                "images must be [batch, {}, height, width], got {dims:?}",
-                self.config.in_channels
-            )));
-        }
+        check_images(images, self.config.in_channels)?;
         let mut xs = relu6(&self.stem.forward(images).apply_t(&self.bn0, train));
         for block in &self.blocks {
             xs = block.forward_t(&xs, train);

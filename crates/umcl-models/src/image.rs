@@ -22,6 +22,18 @@ pub struct ImageFeatures {
     pub local: Tensor,
 }
 
+/// An error unless `images` is `[batch, in_channels, height, width]` (the convolutional
+/// encoders' input check).
+pub(crate) fn check_images(images: &Tensor, in_channels: i64) -> Result<(), ModelError> {
+    let dims = images.size();
+    if dims.len() != 4 || dims[1] != in_channels {
+        return Err(ModelError::Input(format!(
+            "images must be [batch, {in_channels}, height, width], got {dims:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Which image encoder to build (serialised with a `kind` tag: `{"kind": "resnet", ...}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

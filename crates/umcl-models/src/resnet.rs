@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use crate::error::ModelError;
-use crate::image::ImageFeatures;
+use crate::image::{check_images, ImageFeatures};
 use crate::import::{strip_prefixes, KeyAction};
 
 /// The residual block type.
@@ -257,13 +257,7 @@ impl ResNet {
 
     /// Encodes images `[batch, in_channels, h, w]`: the last stage's grid and its average.
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Result<ImageFeatures, ModelError> {
-        let dims = images.size();
-        if dims.len() != 4 || dims[1] != self.config.in_channels {
-            return Err(ModelError::Input(format!(
-                "images must be [batch, {}, height, width], got {dims:?}",
-                self.config.in_channels
-            )));
-        }
+        check_images(images, self.config.in_channels)?;
         let mut xs = images
             .apply(&self.conv1)
             .apply_t(&self.bn1, train)

@@ -99,9 +99,13 @@ impl Setup {
             val,
             report_only,
         } = sources(cfg, &schema, &synth)?;
-        let (loader, eval_loader_cfg) = loaders(cfg, train, &weights, &tokenizer, &synth)?;
+        let image = ImageEncoderConfig::preset(&cfg.model.image).ok_or_else(|| {
+            TrainError::Setup(format!("unknown image encoder `{}`", cfg.model.image))
+        })?;
+        let (loader, eval_loader_cfg) = loaders(cfg, &image, train, &weights, &tokenizer, &synth)?;
         let class_index = evaluate::class_indices(&schema, &cfg.eval.classes)?;
-        let (model, imports) = build_model(cfg, &schema, &tokenizer, &tokenizer_path, device)?;
+        let (model, imports) =
+            build_model(cfg, image, &schema, &tokenizer, &tokenizer_path, device)?;
         let step = step_config(cfg, &class_index, device)?;
         Ok(Self {
             device,
@@ -324,17 +328,16 @@ pub(crate) fn split(
 }
 
 /// The training loader and the configuration of evaluation loaders (no shuffle, no
-/// augmentation, every sample).
+/// augmentation, every sample); images are normalised as the `image` encoder's weights expect.
 pub(crate) fn loaders(
     cfg: &TrainConfig,
+    image: &ImageEncoderConfig,
     train: Vec<Sample>,
     weights: &[f64],
     tokenizer: &Arc<Tokenizer>,
     synth: &Arc<Synthesizer>,
 ) -> Result<(Loader, LoaderConfig), TrainError> {
     let resample = cfg.data.synthesize_text && cfg.data.resample_text;
-    let image = ImageEncoderConfig::preset(&cfg.model.image)
-        .ok_or_else(|| TrainError::Setup(format!("unknown image encoder `{}`", cfg.model.image)))?;
     let (mean, std) = image.normalization();
     let loader_cfg = LoaderConfig {
         batch_size: cfg.data.batch_size,
@@ -368,13 +371,12 @@ pub(crate) fn loaders(
 /// imported), continuous prompts for `eval.classes`, pretrained image weights, freezing.
 pub(crate) fn build_model(
     cfg: &TrainConfig,
+    image: ImageEncoderConfig,
     schema: &Schema,
     tokenizer: &Tokenizer,
     tokenizer_path: &Path,
     device: Device,
 ) -> Result<(DualEncoder, Vec<WeightImport>), TrainError> {
-    let image = ImageEncoderConfig::preset(&cfg.model.image)
-        .ok_or_else(|| TrainError::Setup(format!("unknown image encoder `{}`", cfg.model.image)))?;
     let mut text = match &cfg.model.text_dir {
         Some(dir) => BertConfig::from_file(&dir.join("config.json"))?,
         None => {
