@@ -169,9 +169,15 @@ fn no_finding_rules() {
     );
     // An abnormality outside the schema (granuloma) cancels it without setting a label.
     assert_eq!(render("Calcified granuloma in the right upper lobe."), "");
-    // An empty report mentions nothing, so nothing is positive: no_finding is 1. (The CLI
-    // leaves rows without text empty instead; see crates/umcl/tests/cli_label.rs.)
-    assert_eq!(render(""), "no_finding=1");
+    // An empty report, or a text without radiological content, gets no labels at all: no
+    // finding is something a radiologist says, not the absence of words.
+    assert_eq!(render(""), "");
+    assert_eq!(
+        render("Fever and cough for five days, started on antibiotics."),
+        ""
+    );
+    // A report that says only "normal things" is a normal report.
+    assert_eq!(render("No acute cardiopulmonary process."), "no_finding=1");
 }
 
 #[test]
@@ -275,4 +281,185 @@ fn custom_rules_are_checked() {
     );
     // A misspelt field is an error, not a silently ignored rule.
     assert!(err("[[label]]\nkey = \"edema\"\nmention = [\"x\"]\n").contains("unknown field"));
+}
+
+#[test]
+fn hyphenated_prefixes_are_no_negation() {
+    // "non-" and "un-" joined to a word modify that word; the finding stays positive.
+    assert_eq!(
+        render("Non-displaced fracture of the left fifth rib."),
+        "fracture=1"
+    );
+    assert_eq!(
+        render("Non-specific interstitial opacities."),
+        "lung_opacity=1"
+    );
+    // A free-standing cue still negates, and a hyphenated negative attribute is one.
+    assert_eq!(render("No displaced fracture."), "no_finding=1 fracture=0");
+    assert_eq!(render("Non-enlarged heart."), "no_finding=1 cardiomegaly=0");
+}
+
+#[test]
+fn questions_are_uncertain() {
+    assert_eq!(render("Pneumonia?"), "pneumonia=-1");
+    assert_eq!(
+        render("?Small left apical pneumothorax."),
+        "pneumothorax=-1"
+    );
+    assert_eq!(render("? CHF"), "edema=-1");
+    // Only the clause that asks: the statement before it stands.
+    assert_eq!(
+        render("Small left effusion. Is there a pneumothorax?"),
+        "pneumothorax=-1 pleural_effusion=1"
+    );
+    // A question does not undo a negation.
+    assert_eq!(render("No pneumothorax?"), "no_finding=1 pneumothorax=0");
+}
+
+#[test]
+fn skipped_sections_are_not_labelled() {
+    // The indication's pneumonia is the clinician's question, not a finding.
+    assert_eq!(
+        render("INDICATION: Fever, rule out pneumonia. FINDINGS: The lungs are clear."),
+        "no_finding=1 lung_opacity=0"
+    );
+    // Without a following header, a skipped section ends with the sentence after it.
+    assert_eq!(
+        render("History: CHF. Small bilateral effusions."),
+        "pleural_effusion=1"
+    );
+    // Comparison lines say what an earlier study showed.
+    assert_eq!(
+        render("Comparison: chest radiograph showing pneumonia. Impression: No acute process."),
+        "no_finding=1"
+    );
+    // A header is only a header with its colon.
+    assert_eq!(render("History of pneumonia."), "pneumonia=1");
+}
+
+#[test]
+fn texts_without_radiological_content_get_no_labels() {
+    let labeler = Labeler::builtin();
+    for note in [
+        "Patient presented with fever, cough and shortness of breath for five days.",
+        "72-year-old man with hypertension, admitted for chest pain; heart rate 112.",
+        "Swab positive for SARS-CoV-2. Started on oxygen by nasal cannula.",
+        "Indication: pneumonia.",
+    ] {
+        let reading = labeler.read(&[note]);
+        assert!(!reading.radiological, "{note}");
+        assert!(reading.labels.is_empty(), "{note}");
+    }
+    for report in [
+        "No acute cardiopulmonary process.",
+        "Heart size normal.",
+        "Chest radiograph: unremarkable.",
+        "No pneumothorax.",
+        "Small pericardial effusion.",
+    ] {
+        let reading = labeler.read(&[report]);
+        assert!(reading.radiological, "{report}");
+        assert_eq!(
+            reading.labels.get("no_finding"),
+            Some(LabelState::Positive),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn an_attribute_does_not_pair_across_another_finding() {
+    // "large" describes the hernia, not the heart.
+    assert_eq!(
+        render("Large hiatal hernia projecting over the cardiac silhouette."),
+        "hernia=1"
+    );
+    assert_eq!(render("The cardiac silhouette is large."), "cardiomegaly=1");
+}
+
+#[test]
+fn mentions_carry_their_cue_and_clause() {
+    let mentions = Labeler::builtin()
+        .mentions(&["Small left effusion, but pneumothorax cannot be excluded. Pneumonia?"]);
+    let found: Vec<(String, Option<String>, String)> = mentions
+        .into_iter()
+        .map(|m| (m.finding, m.cue, m.clause))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "pleural_effusion".to_string(),
+                None,
+                "small left effusion".to_string()
+            ),
+            (
+                "pneumothorax".to_string(),
+                Some("cannot be excluded".to_string()),
+                "pneumothorax cannot be excluded".to_string()
+            ),
+            (
+                "pneumonia".to_string(),
+                Some("?".to_string()),
+                "pneumonia".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn rule_files_layer() {
+    use umcl_data::labeler::{RuleSource, BUILTIN_RULES};
+    let layered = |site: &str| {
+        Labeler::from_layers(&[
+            RuleSource::new("builtin", BUILTIN_RULES),
+            RuleSource::new("site.toml", site),
+        ])
+    };
+    // Added phrases and cues work; removed ones are gone from every role.
+    let site = layered(
+        "name = \"site\"\nremove = [\"versus\", \"vs\"]\n[uncertainty]\npre = [\"cannot rule\"]\n\
+         [[label]]\nkey = \"edema\"\nmentions = [\"wet lungs\"]\n",
+    )
+    .unwrap();
+    assert_eq!(site.name(), "chest-xray+site");
+    assert_eq!(
+        site.label("Wet lungs.").get("edema"),
+        Some(LabelState::Positive)
+    );
+    assert_eq!(
+        site.label("Atelectasis versus pneumonia.").get("pneumonia"),
+        Some(LabelState::Positive)
+    );
+    // Windows are replaced.
+    let narrow = layered("[scope]\npre_window = 1\n").unwrap();
+    assert_eq!(
+        narrow
+            .label("No left-sided large effusion.")
+            .get("pleural_effusion"),
+        Some(LabelState::Positive)
+    );
+    // Errors name the file.
+    let err = layered("remove = [\"no such phrase\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("site.toml") && err.contains("`no such phrase`"),
+        "{err}"
+    );
+    let err = layered("[[label]]\nkey = \"lung_cancer\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown label key `lung_cancer`"), "{err}");
+    let err = layered("[negation\n").unwrap_err().to_string();
+    assert!(err.contains("site.toml"), "{err}");
+    // The first file is the base: it must be complete and cannot remove anything.
+    let err = Labeler::from_layers(&[RuleSource::new("site.toml", "remove = [\"no\"]")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("must set name, scope.pre_window, scope.post_window"),
+        "{err}"
+    );
+    assert!(Labeler::from_layers(&[]).is_err());
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasickBuilder, MatchKind};
 
-use super::rules::RuleFile;
-use super::{Labeler, LabelerError, BUILTIN_RULES, NO_FINDING, NUM_LABELS};
+use super::rules::{normalize_phrase, RuleFile};
+use super::{Labeler, LabelerError, RuleSource, BUILTIN_RULES, NO_FINDING};
 use crate::schema::CHEST_XRAY_KEYS;
 
 /// What a matched phrase does. One phrase may have several roles (`normal` is the negative
@@ -26,6 +26,12 @@ pub(super) enum Role {
     UncPost,
     Terminator,
     Ignore,
+    /// A section header after which text is not labelled (`indication:`).
+    SkipSection,
+    /// A section header after which text is labelled again (`findings:`).
+    KeepSection,
+    /// Radiological wording that is no finding (`lungs`, `radiograph`).
+    Content,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +50,18 @@ pub(super) struct AttributeGroup {
 pub(super) struct PatternInfo {
     pub(super) roles_start: u32,
     pub(super) roles_end: u32,
-    pub(super) prefix: bool,
+    /// The phrase ends in `*` or in punctuation (`indication:`), so it needs no word boundary
+    /// after it.
+    pub(super) open_end: bool,
+    /// The phrase starts with punctuation, so it needs no word boundary before it.
+    pub(super) open_start: bool,
+    /// A negation or uncertainty cue.
+    pub(super) cue: bool,
+    /// A section header.
+    pub(super) header: bool,
+    /// Radiological wording that sets no label: a `[content]` phrase or a finding's ignore
+    /// phrase (`pericardial effusion`).
+    pub(super) content: bool,
 }
 
 struct Builder {
@@ -98,15 +115,6 @@ impl Builder {
     }
 }
 
-/// Lowercase, collapse white space, trim.
-fn normalize_phrase(phrase: &str) -> String {
-    phrase
-        .split_whitespace()
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 impl Labeler {
     /// The built-in chest X-ray rules ([`BUILTIN_RULES`]).
     pub fn builtin() -> Self {
@@ -141,7 +149,55 @@ impl Labeler {
     /// assert!(Labeler::from_toml_str("name = 3").is_err());
     /// ```
     pub fn from_toml_str(toml_text: &str) -> Result<Self, LabelerError> {
-        let file: RuleFile = toml::from_str(toml_text)?;
+        Self::from_layers(&[RuleSource::new("", toml_text)])
+    }
+
+    /// Rules from several TOML documents laid over each other, the first being the base: later
+    /// files add phrases, cues, terminators and findings, replace windows, and take phrases out
+    /// by name with `remove = ["..."]`. Errors name the source they come from.
+    ///
+    /// ```
+    /// use umcl_data::labeler::{Labeler, RuleSource, BUILTIN_RULES};
+    /// use umcl_data::schema::LabelState;
+    ///
+    /// let site = r#"
+    ///     name = "site"
+    ///     remove = ["fx"]                  # "fx" means something else here
+    ///     [[label]]
+    ///     key = "pneumothorax"
+    ///     mentions = ["pneumo"]
+    /// "#;
+    /// let labeler = Labeler::from_layers(&[
+    ///     RuleSource::new("builtin", BUILTIN_RULES),
+    ///     RuleSource::new("site.toml", site),
+    /// ])
+    /// .unwrap();
+    /// assert_eq!(labeler.name(), "chest-xray+site");
+    /// let labels = labeler.label("Small left apical pneumo. Fx of the wrist.");
+    /// assert_eq!(labels.get("pneumothorax"), Some(LabelState::Positive));
+    /// assert_eq!(labels.get("fracture"), Some(LabelState::Unmentioned));
+    /// ```
+    pub fn from_layers(sources: &[RuleSource<'_>]) -> Result<Self, LabelerError> {
+        let Some((base, layers)) = sources.split_first() else {
+            return Err(LabelerError::Invalid("no rule file given".into()));
+        };
+        let mut file = RuleFile::parse(base.text, base.name)?;
+        file.check_base(base.name)?;
+        for layer in layers {
+            file.layer(RuleFile::parse(layer.text, layer.name)?, layer.name)?;
+        }
+        Self::compile(file).map_err(|e| match (e, sources.len()) {
+            (LabelerError::Invalid(m), 1) if base.name.is_empty() => LabelerError::Invalid(m),
+            (LabelerError::Invalid(m), 1) => LabelerError::Invalid(format!("{}: {m}", base.name)),
+            (LabelerError::Invalid(m), _) => {
+                let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
+                LabelerError::Invalid(format!("{} (layered): {m}", names.join(" + ")))
+            }
+            (e, _) => e,
+        })
+    }
+
+    fn compile(file: RuleFile) -> Result<Self, LabelerError> {
         let mut b = Builder {
             phrases: Vec::new(),
             index: HashMap::new(),
@@ -150,7 +206,7 @@ impl Labeler {
         let mut finding_names: Vec<String> =
             CHEST_XRAY_KEYS.iter().map(|k| k.to_string()).collect();
         let mut groups = Vec::new();
-        let mut seen = [false; NUM_LABELS];
+        let mut ignored_findings = std::collections::HashSet::new();
 
         b.add_all(&file.pseudo, Role::Ignore, "pseudo")?;
         b.add_all(
@@ -162,6 +218,9 @@ impl Labeler {
         b.add_all(&file.negation.post, Role::NegPost, "negation.post")?;
         b.add_all(&file.uncertainty.pre, Role::UncPre, "uncertainty.pre")?;
         b.add_all(&file.uncertainty.post, Role::UncPost, "uncertainty.post")?;
+        b.add_all(&file.sections.skip, Role::SkipSection, "sections.skip")?;
+        b.add_all(&file.sections.keep, Role::KeepSection, "sections.keep")?;
+        b.add_all(&file.content.phrases, Role::Content, "content.phrases")?;
 
         let all = file
             .labels
@@ -194,12 +253,6 @@ impl Labeler {
                             .into(),
                     ));
                 }
-                if std::mem::replace(&mut seen[i], true) {
-                    return Err(LabelerError::Invalid(format!(
-                        "label `{}` appears twice",
-                        finding.key
-                    )));
-                }
                 i
             };
             let id = u16::try_from(idx)
@@ -208,6 +261,8 @@ impl Labeler {
             b.add_all(&finding.mentions, Role::Mention(id, false), &ctx)?;
             b.add_all(&finding.uncertain_mentions, Role::Mention(id, true), &ctx)?;
             b.add_all(&finding.ignore, Role::Ignore, &ctx)?;
+            // "Pericardial effusion" is no pleural effusion, but it is radiology.
+            ignored_findings.extend(finding.ignore.iter().map(|p| normalize_phrase(p)));
             for attr in &finding.attributes {
                 let g = u16::try_from(groups.len())
                     .map_err(|_| LabelerError::Invalid("too many attribute rules".into()))?;
@@ -249,16 +304,35 @@ impl Labeler {
             patterns.push(PatternInfo {
                 roles_start: start,
                 roles_end: roles.len() as u32,
-                prefix: phrase.ends_with('*'),
+                open_end: phrase.ends_with('*')
+                    || !phrase.bytes().last().is_some_and(super::scan::is_word_byte),
+                open_start: !phrase.bytes().next().is_some_and(super::scan::is_word_byte),
+                cue: r.iter().any(|r| {
+                    matches!(
+                        r,
+                        Role::NegPre | Role::NegPost | Role::UncPre | Role::UncPost
+                    )
+                }),
+                header: r
+                    .iter()
+                    .any(|r| matches!(r, Role::SkipSection | Role::KeepSection)),
+                content: ignored_findings.contains(phrase) || r.contains(&Role::Content),
             });
         }
         let needles: Vec<&str> = b.phrases.iter().map(|p| p.trim_end_matches('*')).collect();
         let matcher = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .build(&needles)?;
+        // Checked by `RuleFile::check_base` for the base file; layers cannot unset them.
+        let (Some(pre_window), Some(post_window)) = (file.scope.pre_window, file.scope.post_window)
+        else {
+            return Err(LabelerError::Invalid(
+                "the rules set no scope.pre_window or scope.post_window".into(),
+            ));
+        };
         Ok(Self {
-            name: file.name,
-            description: file.description,
+            name: file.name.unwrap_or_default(),
+            description: file.description.unwrap_or_default(),
             matcher,
             patterns,
             roles,
@@ -266,14 +340,12 @@ impl Labeler {
             finding_names,
             no_finding_ignores,
             negation_windows: (
-                file.negation.pre_window.unwrap_or(file.scope.pre_window),
-                file.negation.post_window.unwrap_or(file.scope.post_window),
+                file.negation.pre_window.unwrap_or(pre_window),
+                file.negation.post_window.unwrap_or(post_window),
             ),
             uncertainty_windows: (
-                file.uncertainty.pre_window.unwrap_or(file.scope.pre_window),
-                file.uncertainty
-                    .post_window
-                    .unwrap_or(file.scope.post_window),
+                file.uncertainty.pre_window.unwrap_or(pre_window),
+                file.uncertainty.post_window.unwrap_or(post_window),
             ),
         })
     }

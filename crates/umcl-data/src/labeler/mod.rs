@@ -49,6 +49,9 @@ use compile::{AttributeGroup, PatternInfo, Role};
 /// The built-in chest X-ray rules, as shipped in `data/labeler/chest-xray.toml`.
 pub const BUILTIN_RULES: &str = include_str!("../../data/labeler/chest-xray.toml");
 
+/// The name that stands for [`BUILTIN_RULES`] in [`Labeler::from_paths`] and `--rules`.
+pub const BUILTIN_NAME: &str = "builtin";
+
 /// Number of labels a [`Labels`] holds (the keys of [`CHEST_XRAY_KEYS`]).
 pub const NUM_LABELS: usize = CHEST_XRAY_KEYS.len();
 
@@ -58,9 +61,22 @@ const NO_FINDING: usize = 0;
 /// Errors from loading labeler rules.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelerError {
-    /// The rules are not valid TOML or do not have the expected fields.
-    #[error("labeler rules: {0}")]
-    Toml(toml::de::Error),
+    /// A rule file cannot be read.
+    #[error("cannot read labeler rules {path}: {error}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A rule file is not valid TOML or does not have the expected fields.
+    #[error("labeler rules {source_name}: {error}")]
+    Toml {
+        /// The file (or source name) the TOML came from.
+        source_name: String,
+        /// What serde or the TOML parser says.
+        error: toml::de::Error,
+    },
     /// The rules parse but say something impossible (unknown key, empty phrase, ...).
     #[error("labeler rules: {0}")]
     Invalid(String),
@@ -69,14 +85,8 @@ pub enum LabelerError {
     Matcher(aho_corasick::BuildError),
 }
 
-// By hand, not `#[from]`: the messages already hold the cause, and a cause chain (`{:#}`)
+// By hand, not `#[from]`: the message already holds the cause, and a cause chain (`{:#}`)
 // would print it twice.
-impl From<toml::de::Error> for LabelerError {
-    fn from(e: toml::de::Error) -> Self {
-        LabelerError::Toml(e)
-    }
-}
-
 impl From<aho_corasick::BuildError> for LabelerError {
     fn from(e: aho_corasick::BuildError) -> Self {
         LabelerError::Matcher(e)
@@ -96,6 +106,11 @@ impl Labels {
             .map(|i| self.0[i])
     }
 
+    /// True when every label is [`LabelState::Unmentioned`].
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|s| *s == LabelState::Unmentioned)
+    }
+
     /// `(key, state)` pairs in schema order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, LabelState)> + '_ {
         CHEST_XRAY_KEYS.iter().copied().zip(self.0.iter().copied())
@@ -111,6 +126,39 @@ pub struct Mention {
     pub state: LabelState,
     /// The matched text, lowercased (subject to attribute for attribute rules).
     pub phrase: String,
+    /// The cue that decided the state (`no`, `cannot be excluded`, `?` for a question), or
+    /// `None` when no cue reached the mention (the phrase or attribute speaks for itself).
+    pub cue: Option<String>,
+    /// The clause the mention was read in, normalised (lowercase, single spaces).
+    pub clause: String,
+}
+
+/// Where a rule file comes from: a name for errors (a path, `builtin`) and its TOML text.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleSource<'a> {
+    /// Names the source in error messages.
+    pub name: &'a str,
+    /// The TOML text.
+    pub text: &'a str,
+}
+
+impl<'a> RuleSource<'a> {
+    /// A source named `name` with TOML `text`.
+    pub fn new(name: &'a str, text: &'a str) -> Self {
+        Self { name, text }
+    }
+}
+
+/// The labels of one report and whether the text had any radiological content
+/// (see [`Labeler::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The label vector; all [`LabelState::Unmentioned`] when `radiological` is false.
+    pub labels: Labels,
+    /// False when the labelled part of the text holds no mention and no radiological wording
+    /// (`lungs`, `radiograph`, ... from the rules' `[content]`): a clinical note, not a report.
+    /// Such a text gets no `no_finding`.
+    pub radiological: bool,
 }
 
 /// A rule-based report labeler; see the [module docs](self) for how it reads a report.
@@ -142,6 +190,30 @@ impl std::fmt::Debug for Labeler {
 }
 
 impl Labeler {
+    /// Rules from files laid over each other (see [`Labeler::from_layers`]); the path
+    /// `builtin` stands for the built-in rules, so `["builtin", "site.toml"]` adds a site's
+    /// rules to them.
+    pub fn from_paths<P: AsRef<std::path::Path>>(paths: &[P]) -> Result<Self, LabelerError> {
+        let mut texts = Vec::with_capacity(paths.len());
+        for path in paths {
+            let path = path.as_ref();
+            let text = if path == std::path::Path::new(BUILTIN_NAME) {
+                BUILTIN_RULES.to_string()
+            } else {
+                std::fs::read_to_string(path).map_err(|error| LabelerError::Io {
+                    path: path.to_path_buf(),
+                    error,
+                })?
+            };
+            texts.push((path.display().to_string(), text));
+        }
+        let sources: Vec<RuleSource<'_>> = texts
+            .iter()
+            .map(|(name, text)| RuleSource::new(name, text))
+            .collect();
+        Self::from_layers(&sources)
+    }
+
     /// The `name` the rules give themselves.
     pub fn name(&self) -> &str {
         &self.name
