@@ -63,6 +63,9 @@ pub struct Unified {
     pub samples: Vec<Sample>,
     /// Samples whose labels came from the labeler.
     pub labelled_by_labeler: usize,
+    /// Texts the labeler found no radiological content in (a clinical note, not a report):
+    /// they stay without labels.
+    pub not_radiological: usize,
     /// Samples whose text was synthesized here.
     pub synthesized: usize,
     /// Samples without an image (they train the text side only).
@@ -81,10 +84,13 @@ pub fn unify(
     origin: &Path,
 ) -> Result<Unified> {
     let mut labelled_by_labeler = 0;
+    let mut not_radiological = 0;
     if opts.label_reports {
         for s in samples.iter_mut().filter(|s| !s.has_labels()) {
             if let Some(text) = &s.text {
-                s.labels = labeler.label(text).0.to_vec();
+                let reading = labeler.read(&[text]);
+                not_radiological += usize::from(!reading.radiological);
+                s.labels = reading.labels.0.to_vec();
                 labelled_by_labeler += usize::from(s.has_labels());
             }
         }
@@ -126,6 +132,7 @@ pub fn unify(
     Ok(Unified {
         samples,
         labelled_by_labeler,
+        not_radiological,
         synthesized,
         report_only,
     })

@@ -20,6 +20,9 @@ pub enum TrainError {
     /// Tokenization failed.
     #[error(transparent)]
     Tokenize(#[from] umcl_data::tokenize::TokenizeError),
+    /// The labeler's rules (`data.labeler_rules`) cannot be read or are invalid.
+    #[error("data.labeler_rules: {0}")]
+    Labeler(#[from] umcl_data::labeler::LabelerError),
     /// The loss rejected its inputs.
     #[error(transparent)]
     Loss(#[from] umcl_losses::LossError),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tch::{Device, Kind};
 use umcl_data::augment::Augment;
+use umcl_data::labeler::Labeler;
 use umcl_data::loader::{Loader, LoaderConfig};
 use umcl_data::manifest::Manifest;
 use umcl_data::sample::Sample;
@@ -44,6 +45,8 @@ pub(crate) struct Setup {
     pub step: StepConfig,
     /// Training samples without an image.
     pub report_only: usize,
+    /// Texts the labeler found no radiological content in (left without labels).
+    pub not_radiological: usize,
     /// This process's place in a data-parallel run (see [`crate::distributed`]).
     pub dist: Option<Dist>,
     /// The pretrained weights imported into the model, one report each.
@@ -98,6 +101,7 @@ impl Setup {
             weights,
             val,
             report_only,
+            not_radiological,
         } = sources(cfg, &schema, &synth)?;
         let image = ImageEncoderConfig::preset(&cfg.model.image).ok_or_else(|| {
             TrainError::Setup(format!("unknown image encoder `{}`", cfg.model.image))
@@ -117,6 +121,7 @@ impl Setup {
             class_index,
             step,
             report_only,
+            not_radiological,
             dist,
             imports,
         })
@@ -191,6 +196,8 @@ pub(crate) struct Sources {
     pub val: Vec<Sample>,
     /// Training samples without an image.
     pub report_only: usize,
+    /// Texts the labeler found no radiological content in.
+    pub not_radiological: usize,
 }
 
 /// Reads, unifies and splits each training manifest; a patient (split group) in training in
@@ -205,12 +212,19 @@ pub(crate) fn sources(
         weights: Vec::new(),
         val: Vec::new(),
         report_only: 0,
+        not_radiological: 0,
+    };
+    let labeler = if cfg.data.labeler_rules.is_empty() {
+        Labeler::builtin()
+    } else {
+        Labeler::from_paths(&cfg.data.labeler_rules)?
     };
     // Split group -> (manifest, part) where it was first seen.
     let mut seen: std::collections::HashMap<String, (PathBuf, Part)> = Default::default();
     for source in cfg.data.sources() {
-        let unified = unify_manifest(cfg, &source.path, schema, synth)?;
+        let unified = unify_manifest(cfg, &source.path, schema, synth, &labeler)?;
         out.report_only += unified.report_only;
+        out.not_radiological += unified.not_radiological;
         let (train, val) = split(cfg, &source.path, unified.samples)?;
         for (part, samples) in [(Part::Train, &train), (Part::Val, &val)] {
             for s in samples {
@@ -265,6 +279,7 @@ pub(crate) fn unify_manifest(
     path: &Path,
     schema: &Schema,
     synth: &Synthesizer,
+    labeler: &Labeler,
 ) -> Result<umcl_data::unify::Unified, TrainError> {
     let manifest = Manifest::read(path)?;
     manifest.header.check_schema(schema, path)?;
@@ -280,7 +295,7 @@ pub(crate) fn unify_manifest(
     Ok(umcl_data::unify::unify(
         manifest.samples,
         &opts,
-        &umcl_data::labeler::Labeler::builtin(),
+        labeler,
         synth,
         path,
     )?)

@@ -163,6 +163,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             log.note(&import.line());
         }
     }
+    if setup.not_radiological > 0 {
+        log.note(&format!(
+            "{} texts have no radiological content (no finding, no radiological wording outside \
+             skipped sections such as Indication or History): the labeler left them unlabelled",
+            setup.not_radiological
+        ));
+    }
     if setup.report_only > 0 {
         log.note(&format!(
             "{} report-only samples (no image) train the prompt term only",

@@ -175,3 +175,148 @@ fn missing_column_is_named() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(":1: no column `uid`"), "{stderr}");
 }
+
+fn umcl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_umcl"))
+        .args(args)
+        .output()
+        .expect("umcl runs")
+}
+
+#[test]
+fn chexpert_format_matches_the_chexpert_labeler_csv() {
+    let dir = scratch("chexpert");
+    let input = dir.join("reports.csv");
+    let output = dir.join("labeled_reports.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "{HEADER}\
+             c1,Heart size normal and lungs are clear.,No edema or pneumonia.\n\
+             c2,Left pleural effusion with adjacent atelectasis.,Possible pneumonia.\n\
+             c3,Fever and cough for three days.,\n"
+        ),
+    )
+    .unwrap();
+    let out = umcl_label(&input, &output, &["--format", "chexpert"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("1 reports had no radiological content"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    // The CheXpert labeler's header, in its order (Lung Lesion before Lung Opacity).
+    assert_eq!(
+        lines[0],
+        "Reports,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Lesion,Lung Opacity,\
+         Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,\
+         Fracture,Support Devices"
+    );
+    // Its values: 1.0 / 0.0 / -1.0 / empty; the report text first, sections joined.
+    assert_eq!(
+        lines[1],
+        "Heart size normal and lungs are clear. No edema or pneumonia.,1.0,,0.0,,0.0,0.0,,0.0,,,,,,"
+    );
+    assert_eq!(
+        lines[2],
+        "Left pleural effusion with adjacent atelectasis. Possible pneumonia.,,,,,,,,-1.0,1.0,,1.0,,,"
+    );
+    // A clinical note with no radiological content: no labels, not even No Finding.
+    assert_eq!(lines[3], "Fever and cough for three days.,,,,,,,,,,,,,,");
+    assert_eq!(lines.len(), 4);
+}
+
+#[test]
+fn layered_rules_add_and_remove_phrases() {
+    let dir = scratch("layers");
+    let site = dir.join("site.toml");
+    std::fs::write(
+        &site,
+        "name = \"site\"\n\
+         remove = [\"fx\"]\n\
+         [negation]\n\
+         pre = [\"nil\"]\n\
+         [[label]]\n\
+         key = \"pneumothorax\"\n\
+         mentions = [\"pneumo\"]\n",
+    )
+    .unwrap();
+    let site = site.to_str().unwrap();
+    let label = |report: &str, rules: &[&str]| {
+        let mut args = vec!["label", "--text", report];
+        for r in rules {
+            args.extend(["--rules", r]);
+        }
+        let out = umcl(&args);
+        assert!(out.status.success(), "stderr: {}", text_of(&out));
+        text(&out.stdout).trim().to_string()
+    };
+    let report = "Nil pneumo. Fx of the left 5th rib.";
+    // Built in: "pneumo" is no mention, "nil" no cue, "fx" a fracture.
+    assert_eq!(label(report, &[]), "fracture=1");
+    // The site layer adds a mention and a cue and removes "fx".
+    assert_eq!(
+        label(report, &["builtin", site]),
+        "no_finding=1 pneumothorax=0"
+    );
+    // A layer alone is no base: the error says how to layer it.
+    let out = umcl(&["label", "--text", report, "--rules", site]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("must set scope.pre_window"), "{err}");
+    assert!(err.contains("--rules builtin --rules"), "{err}");
+    // Removing a phrase nobody uses is an error naming the file and the phrase.
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, "remove = [\"pneumothoraks\"]\n").unwrap();
+    let out = umcl(&[
+        "label",
+        "--text",
+        report,
+        "--rules",
+        "builtin",
+        "--rules",
+        typo.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("typo.toml") && err.contains("`pneumothoraks`"),
+        "{err}"
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    text(&out.stderr)
+}
+
+#[test]
+fn explain_names_phrase_cue_and_clause() {
+    let out = umcl(&[
+        "label",
+        "--explain",
+        "--text",
+        "Indication: rule out pneumonia. Findings: No pneumothorax. Small left effusion? \
+         Non-displaced fracture of the left fifth rib.",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text_of(&out));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "pneumothorax=0 pleural_effusion=-1 fracture=1");
+    assert!(
+        stdout.contains("pneumothorax = 0: `pneumothorax`, cue `no`, in \"no pneumothorax\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pleural_effusion = -1: `effusion`, cue `?`, in \"small left effusion\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fracture = 1: `fracture`, no cue reaches it"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no_finding = empty:"), "{stdout}");
+    // The indication's pneumonia is skipped: no label, no explanation.
+    assert!(!stdout.contains("pneumonia"), "{stdout}");
+}

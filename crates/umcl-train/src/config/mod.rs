@@ -218,6 +218,11 @@ pub struct DataConfig {
     /// Samples with a text but no labels get labels from the rule-based report labeler.
     /// Default true.
     pub label_reports: bool,
+    /// The labeler's rule files, laid over each other as `umcl label --rules` does: the first
+    /// is the base, `builtin` names the built-in rules, so `["builtin", "site.toml"]` adds a
+    /// site's rules to them. Relative to the working directory. Default none: the built-in
+    /// rules.
+    pub labeler_rules: Vec<PathBuf>,
 }
 
 /// One manifest of `data.manifests`.
@@ -266,6 +271,7 @@ impl Default for DataConfig {
             synthesize_text: true,
             resample_text: true,
             label_reports: true,
+            labeler_rules: Vec::new(),
         }
     }
 }
