@@ -209,7 +209,9 @@ impl Labeler {
                 .unwrap_or(u32::MAX)
         };
         let is_header = |e: &Event| self.patterns[e.pattern as usize].header;
-        let mut keep = vec![true; s.events.len()];
+        let mut keep = std::mem::take(&mut s.keep);
+        keep.clear();
+        keep.resize(s.events.len(), true);
         for (i, e) in s.events.iter().enumerate() {
             if !is_header(e) {
                 continue;
@@ -238,6 +240,7 @@ impl Labeler {
             k += 1;
             keep[k - 1]
         });
+        s.keep = keep;
     }
 
     /// Whether the event mentions a finding by itself (not as an attribute's subject).
@@ -463,6 +466,8 @@ struct Scratch {
     clauses: Clauses,
     states: Vec<LabelState>,
     radiological: bool,
+    /// Which events survive section skipping.
+    keep: Vec<bool>,
 }
 
 thread_local! {
