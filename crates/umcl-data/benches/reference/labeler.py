@@ -1,20 +1,37 @@
 """Python regex report labeler with the rules of umcl's labeler, for the `labeler` bench.
 
-Reads the same rule file (crates/umcl-data/data/labeler/chest-xray.toml: mention phrases, ignore and pseudo
-phrases, negation and uncertainty cues before and after a mention, scope terminators and
-windows, attribute rules, extra abnormalities, no_finding exemptions) and applies the rules
-the way crates/umcl-data/src/labeler.rs documents them, written independently in Python:
+Reads the same rule file (crates/umcl-data/data/labeler/chest-xray.toml: mention phrases, ignore and
+pseudo phrases, negation and uncertainty cues before and after a mention, scope terminators and
+windows, section headers, radiological content words, attribute rules, extra abnormalities,
+no_finding exemptions) and applies the rules the way crates/umcl-data/src/labeler/ (mod.rs,
+scan.rs) documents them, written independently in Python. Only one rule file is read (no layers);
+sections that a file leaves out count as empty.
 
-1. ASCII-lowercase the text, collapse white space; each section ends with " . ".
+1. ASCII-lowercase the text, collapse white space; each section (input column) ends with " . ".
 2. One regex (a trie of every rule phrase, so the longest phrase wins at a position) finds
    phrases leftmost-longest; a match not on word boundaries is dropped and the search goes on
-   one character later. A phrase ending in `*` matches a word prefix.
+   one character later. Only a side of a phrase that is a word character needs a boundary: a
+   phrase ending in `*` (a word prefix) or in punctuation (`indication:`) may be followed by
+   anything, one starting with punctuation may follow anything. A cue glued to the next word
+   by a hyphen ("non-displaced") is a prefix, not a cue: it is dropped and the search goes on
+   after it.
 3. Sentences end at `.` (not before a digit), `?`, `!`, `;`, `:`; a terminator phrase ends a
-   clause after itself. Cues act inside their clause within their word windows.
-4. The nearest cue in reach decides a mention (negation -> 0, uncertainty -> -1, none -> 1);
-   attribute rules pair a subject and an attribute within a word window in one clause.
-5. Per label: positive over uncertain over negative over unmentioned (-2); no_finding is 1
+   clause after itself. A `?` that opens what follows (no word of its clause before it, or
+   glued to the next word as in "?effusion") ends the clause and makes the next clause a
+   question; any other `?` ("Pneumonia?") makes the clause it ends a question.
+4. Section headers (`[sections]`; only when the text has one): header matches themselves are
+   dropped; after a `skip` header the matches up to the next header of the same input column
+   are dropped, or, with no later header in that column, those of the sentence that follows
+   the header (its own colon ends the header's sentence).
+5. Cues act inside their clause within their word windows: the nearest cue in reach decides a
+   mention (negation -> 0, uncertainty -> -1); with no cue a mention is 1, or -1 in a question.
+   Attribute rules pair a subject and an attribute within a word window in one clause, unless
+   a finding mention stands between the two.
+6. Per label: positive over uncertain over negative over unmentioned (-2); no_finding is 1
    when no finding (except the exempt ones) is positive or uncertain, else -2.
+7. A text is radiological when some schema label was read (any state) or a remaining match is a
+   `[content]` phrase or a finding's ignore phrase; otherwise all 17 codes are -2, no_finding
+   included (a clinical note, or an empty report).
 
 Label codes: 1 positive, 0 negative, -1 uncertain, -2 unmentioned.
 
@@ -32,6 +49,7 @@ import json
 import re
 import sys
 import time
+from bisect import bisect_left
 
 try:
     import tomllib
@@ -47,9 +65,15 @@ POS, NEG, UNC, UNM = 1, 0, -1, -2
 RANK = {POS: 3, UNC: 2, NEG: 1, UNM: 0}
 NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, TERM, IGNORE = "neg_pre", "neg_post", "unc_pre", \
     "unc_post", "term", "ignore"
+SKIP, KEEP, CONTENT = "skip", "keep", "content"
+INF = float("inf")
+CUES = (NEG_PRE, NEG_POST, UNC_PRE, UNC_POST)
 WS = " \t\n\r\x0c"
 LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-DIGITS = "0123456789"
+# Word runs (ASCII letters and digits, any non-ASCII character) of a normalized (lowercased) text,
+# and the characters that end a sentence (a '.' only when no digit follows it).
+WORD_RUN = re.compile("[0-9a-z\x80-\U0010ffff]+")
+BREAK = re.compile(r"\.(?![0-9])|[?!;:]")
 
 
 def is_word(ch):
@@ -99,19 +123,24 @@ class Labeler:
         self.phrases, self.index, self.roles = [], {}, []
         self.add_all(rules.get("pseudo", []), IGNORE)
         scope = rules["scope"]
-        self.add_all(scope["terminators"], TERM)
-        neg, unc = rules["negation"], rules["uncertainty"]
+        self.add_all(scope.get("terminators", []), TERM)
+        neg, unc = rules.get("negation", {}), rules.get("uncertainty", {})
         self.add_all(neg.get("pre", []), NEG_PRE)
         self.add_all(neg.get("post", []), NEG_POST)
         self.add_all(unc.get("pre", []), UNC_PRE)
         self.add_all(unc.get("post", []), UNC_POST)
+        sections = rules.get("sections", {})
+        self.add_all(sections.get("skip", []), SKIP)
+        self.add_all(sections.get("keep", []), KEEP)
+        self.add_all(rules.get("content", {}).get("phrases", []), CONTENT)
         self.neg_windows = (neg.get("pre_window", scope["pre_window"]),
                             neg.get("post_window", scope["post_window"]))
         self.unc_windows = (unc.get("pre_window", scope["pre_window"]),
                             unc.get("post_window", scope["post_window"]))
         self.findings = list(KEYS)
         self.group_finding, self.group_window = [], []
-        for finding, extra in [(f, False) for f in rules["label"]] + \
+        ignored = set()  # a finding's ignore phrases are radiological wording
+        for finding, extra in [(f, False) for f in rules.get("label", [])] + \
                 [(f, True) for f in rules.get("extra", [])]:
             if extra:
                 self.findings.append(finding["key"])
@@ -121,6 +150,7 @@ class Labeler:
             self.add_all(finding.get("mentions", []), ("mention", idx, False))
             self.add_all(finding.get("uncertain_mentions", []), ("mention", idx, True))
             self.add_all(finding.get("ignore", []), IGNORE)
+            ignored.update(self.norm(p) for p in finding.get("ignore", []))
             for attr in finding.get("attribute", []):
                 g = len(self.group_finding)
                 self.group_finding.append(idx)
@@ -130,16 +160,29 @@ class Labeler:
                     self.add_all(attr.get(pol, []), ("attr", g, st))
         exempt = set(rules.get("no_finding", {}).get("ignore", []))
         self.exempt = [name in exempt for name in self.findings]
-        self.prefix = [p.endswith("*") for p in self.phrases]
+        # Per phrase: which sides need a word boundary, and flags the scan looks up per match.
+        self.open_end = [p.endswith("*") or not is_word(p[-1]) for p in self.phrases]
+        self.open_start = [not is_word(p[0]) for p in self.phrases]
+        self.cue = [any(r in CUES for r in rs) for rs in self.roles]
+        self.term = [TERM in rs for rs in self.roles]
+        self.header = [SKIP in rs or KEEP in rs for rs in self.roles]
+        self.skip = [SKIP in rs for rs in self.roles]
+        self.content = [p in ignored or CONTENT in rs for p, rs in zip(self.phrases, self.roles)]
+        self.names_finding = [any(type(r) is tuple and r[0] == "mention" for r in rs)
+                              for rs in self.roles]
         needles = [p.rstrip("*") for p in self.phrases]
         self.by_needle = {}
         for i, n in enumerate(needles):  # the first of equal needles, as the Rust matcher
             self.by_needle.setdefault(n, i)
         self.regex = trie_regex(needles)
 
+    @staticmethod
+    def norm(p):
+        return " ".join(w.lower() for w in p.split())
+
     def add_all(self, phrases, role):
         for p in phrases:
-            norm = " ".join(w.lower() for w in p.split())
+            norm = self.norm(p)
             i = self.index.get(norm)
             if i is None:
                 i = self.index[norm] = len(self.phrases)
@@ -149,54 +192,103 @@ class Labeler:
                 self.roles[i].append(role)
 
     def events(self, hay):
-        """(phrase id, word start, word end, clause) of every phrase on word boundaries."""
+        """(phrase id, word start, word end, clause, char start, sentence) of every phrase on
+        word boundaries, the set of question clauses, and whether a section header was seen."""
         out = []
         n = len(hay)
-        pos = 0
-        cpos, words, clause, in_word = 0, 0, 0, False
+        # Word k (0-based) starts at starts[k]: the words before position p are
+        # bisect_left(starts, p). Sentence breaks are walked in order as the matches advance.
+        starts = [m.start() for m in WORD_RUN.finditer(hay)]
+        breaks = [m.start() for m in BREAK.finditer(hay)]
+        nb = len(breaks)
+        bi, clause, sentence, clause_from = 0, 0, 0, 0
+        questions = set()
+        headers = False
 
         def advance(to):
-            nonlocal cpos, words, clause, in_word
-            while cpos < to:
-                ch = hay[cpos]
-                if is_word(ch):
-                    if not in_word:
-                        words += 1
-                        in_word = True
-                else:
-                    in_word = False
-                    if ch == ".":
-                        if not (cpos + 1 < n and hay[cpos + 1] in DIGITS):
-                            clause += 1
-                    elif ch in "?!;:":
-                        clause += 1
-                cpos += 1
+            """Takes the sentence breaks before `to` into account."""
+            nonlocal bi, clause, sentence, clause_from
+            while bi < nb and breaks[bi] < to:
+                at = breaks[bi]
+                bi += 1
+                if hay[at] == "?":
+                    # '?' opens a question when glued to the next word outside a word, or when
+                    # its clause has no word yet; otherwise the clause it ends is the question.
+                    if (not (at > 0 and is_word(hay[at - 1])) and at + 1 < n
+                            and is_word(hay[at + 1])) or \
+                            bisect_left(starts, clause_from) == bisect_left(starts, at):
+                        questions.add(clause + 1)
+                    else:
+                        questions.add(clause)
+                sentence += 1
+                clause += 1
+                clause_from = at + 1
 
         search = self.regex.search
+        by_needle, open_start, open_end, cue = self.by_needle, self.open_start, self.open_end, \
+            self.cue
+        pos = 0
         while pos < n:
             m = search(hay, pos)
             if m is None:
                 break
             s, e = m.span()
-            pid = self.by_needle[m.group()]
-            if (s > 0 and is_word(hay[s - 1])) or \
-                    (not self.prefix[pid] and e < n and is_word(hay[e])):
+            pid = by_needle[m.group()]
+            if (s > 0 and not open_start[pid] and is_word(hay[s - 1])) or \
+                    (e < n and not open_end[pid] and is_word(hay[e])):
                 pos = s + 1
                 continue
-            advance(s)
-            ws, cl = words, clause
-            advance(e)
-            out.append((pid, ws, words, cl))
-            if TERM in self.roles[pid]:
+            if cue[pid] and e + 1 < n and hay[e] == "-" and is_word(hay[e + 1]):
+                pos = e  # "non-displaced": a prefix, no cue
+                continue
+            if bi < nb and breaks[bi] < s:
+                advance(s)
+            cl, se = clause, sentence
+            if bi < nb and breaks[bi] < e:
+                advance(e)
+            out.append((pid, bisect_left(starts, s), bisect_left(starts, e), cl, s, se))
+            if self.term[pid]:
                 clause += 1
+                clause_from = e
+            if self.header[pid]:
+                headers = True
             pos = e
-        return out
+        advance(n)  # the last '?' may still make a clause a question
+        return out, questions, headers
 
-    def cue_state(self, ev, first, last):
+    def skip_sections(self, ev, section_ends):
+        """The events outside skipped sections, without the header events."""
+        header = self.header
+        keep = [True] * len(ev)
+        for i, e in enumerate(ev):
+            if not header[e[0]]:
+                continue
+            keep[i] = False
+            if not self.skip[e[0]]:
+                continue
+            end = next((x for x in section_ends if e[4] < x), INF)
+            next_header = False
+            for x in ev[i + 1:]:
+                if x[4] >= end:
+                    break
+                if header[x[0]]:
+                    next_header = True
+                    break
+            # With no later header in its section, the skip ends with the sentence after it.
+            last_sentence = INF if next_header else e[5] + 1
+            for j in range(i + 1, len(ev)):
+                x = ev[j]
+                if x[4] >= end or header[x[0]] or x[5] > last_sentence:
+                    break
+                keep[j] = False
+        return [e for e, k in zip(ev, keep) if k]
+
+    def cue_state(self, ev, first, last, question):
         head, tail = ev[first], ev[last]
         best = None
+        cue = self.cue
         for k, c in enumerate(ev):
-            if k == first or k == last:
+            if k == first or k == last or not cue[c[0]]:
                 continue
             for role in self.roles[c[0]]:
                 if role == NEG_PRE:
@@ -217,48 +309,67 @@ class Labeler:
                     gap = max(0, c[1] - tail[2])
                     if gap <= qw and (best is None or gap < best[0]):
                         best = (gap, st)
-        return POS if best is None else best[1]
+        if best is None:
+            return UNC if question else POS
+        return best[1]
 
-    def resolve(self, ev, states):
+    def resolve(self, ev, states, question):
         def merge(f, st):
             if RANK[st] > RANK[states[f]]:
                 states[f] = st
 
+        names = self.names_finding
         for i, e in enumerate(ev):
             for role in self.roles[e[0]]:
                 if role[0] == "mention":
-                    st = self.cue_state(ev, i, i)
+                    st = self.cue_state(ev, i, i, question)
                     if role[2] and st == POS:
                         st = UNC
                     merge(role[1], st)
                 elif role[0] == "attr":
                     g, pol = role[1], role[2]
                     win = self.group_window[g]
+                    subject = ("subject", g)
                     j = next((j for j, s in enumerate(ev)
-                              if ("subject", g) in self.roles[s[0]]
-                              and min(max(0, e[1] - s[2]), max(0, s[1] - e[2])) <= win), None)
+                              if subject in self.roles[s[0]]
+                              and min(max(0, e[1] - s[2]), max(0, s[1] - e[2])) <= win
+                              and not any(names[b[0]] for b in ev[min(i, j) + 1:max(i, j)])),
+                             None)
                     if j is None:
                         continue
                     if pol == NEG:
                         st = NEG
                     elif pol == UNC:
-                        st = NEG if self.cue_state(ev, min(i, j), max(i, j)) == NEG else UNC
+                        st = NEG if self.cue_state(ev, min(i, j), max(i, j), question) == NEG \
+                            else UNC
                     else:
-                        st = self.cue_state(ev, min(i, j), max(i, j))
+                        st = self.cue_state(ev, min(i, j), max(i, j), question)
                     merge(self.group_finding[g], st)
 
     def label(self, sections):
-        hay = "".join(normalize(s) + " . " for s in sections)
-        ev = self.events(hay)
+        parts, section_ends, length = [], [], 0
+        for s in sections:
+            part = normalize(s) + " . "
+            parts.append(part)
+            length += len(part)
+            section_ends.append(length)
+        hay = "".join(parts)
+        ev, questions, headers = self.events(hay)
+        if headers:
+            ev = self.skip_sections(ev, section_ends)
         states = [UNM] * len(self.findings)
         start = 0
         while start < len(ev):
+            clause = ev[start][3]
             end = start
-            while end < len(ev) and ev[end][3] == ev[start][3]:
+            while end < len(ev) and ev[end][3] == clause:
                 end += 1
-            self.resolve(ev[start:end], states)
+            self.resolve(ev[start:end], states, clause in questions)
             start = end
         labels = states[:len(KEYS)]
+        if all(st == UNM for st in labels[1:]) and \
+                not any(self.content[e[0]] for e in ev):
+            return [UNM] * len(KEYS)  # no radiological content
         any_finding = any(i != 0 and not self.exempt[i] and st in (POS, UNC)
                           for i, st in enumerate(states))
         labels[0] = UNM if any_finding else POS
