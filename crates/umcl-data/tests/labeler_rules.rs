@@ -463,3 +463,21 @@ fn rule_files_layer() {
     );
     assert!(Labeler::from_layers(&[]).is_err());
 }
+
+#[test]
+fn rule_files_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site.toml");
+    std::fs::write(&site, "[[label]]\nkey = \"edema\"\nmentions = [\"wet lungs\"]\n").unwrap();
+    let labeler = Labeler::from_paths(&[std::path::Path::new("builtin"), &site]).unwrap();
+    assert_eq!(
+        labeler.label("Wet lungs.").get("edema"),
+        Some(LabelState::Positive)
+    );
+    // A missing file is an error that names it.
+    let missing = dir.path().join("missing.toml");
+    let err = Labeler::from_paths(&[std::path::Path::new("builtin"), &missing])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.toml"), "{err}");
+}

@@ -1,11 +1,11 @@
 """Python regex report labeler with the rules of umcl's labeler, for the `labeler` bench.
 
-Reads the same rule file (crates/umcl-data/data/labeler/chest-xray.toml: mention phrases, ignore and
-pseudo phrases, negation and uncertainty cues before and after a mention, scope terminators and
-windows, section headers, radiological content words, attribute rules, extra abnormalities,
+Reads the same rule file (crates/umcl-data/data/labeler/chest-xray.toml: mention phrases, ignore
+and pseudo phrases, negation and uncertainty cues before and after a mention, scope terminators
+and windows, section headers, radiological content words, attribute rules, extra abnormalities,
 no_finding exemptions) and applies the rules the way crates/umcl-data/src/labeler/ (mod.rs,
-scan.rs) documents them, written independently in Python. Only one rule file is read (no layers);
-sections that a file leaves out count as empty.
+scan.rs) documents them, written independently in Python. Only one rule file is read (no
+layers); a table or list that the file leaves out counts as empty.
 
 1. ASCII-lowercase the text, collapse white space; each section (input column) ends with " . ".
 2. One regex (a trie of every rule phrase, so the longest phrase wins at a position) finds
@@ -16,9 +16,10 @@ sections that a file leaves out count as empty.
    by a hyphen ("non-displaced") is a prefix, not a cue: it is dropped and the search goes on
    after it.
 3. Sentences end at `.` (not before a digit), `?`, `!`, `;`, `:`; a terminator phrase ends a
-   clause after itself. A `?` that opens what follows (no word of its clause before it, or
-   glued to the next word as in "?effusion") ends the clause and makes the next clause a
-   question; any other `?` ("Pneumonia?") makes the clause it ends a question.
+   clause after itself. A `?` that asks about what follows (one with no word of its clause
+   before it, as in "? CHF", or one touching the next word but not the previous, as in
+   "?effusion") ends the clause and makes the next clause a question; any other `?`
+   ("Pneumonia?") makes the clause it ends a question.
 4. Section headers (`[sections]`; only when the text has one): header matches themselves are
    dropped; after a `skip` header the matches up to the next header of the same input column
    are dropped, or, with no later header in that column, those of the sentence that follows
@@ -68,7 +69,8 @@ NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, TERM, IGNORE = "neg_pre", "neg_post", "unc
 SKIP, KEEP, CONTENT = "skip", "keep", "content"
 INF = float("inf")
 CUES = (NEG_PRE, NEG_POST, UNC_PRE, UNC_POST)
-WS = " \t\n\r\x0c"
+WS_RUN = re.compile("[ \t\n\r\x0c]+")
+ASCII_WORD = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Word runs (ASCII letters and digits, any non-ASCII character) of a normalized (lowercased) text,
 # and the characters that end a sentence (a '.' only when no digit follows it).
@@ -77,24 +79,18 @@ BREAK = re.compile(r"\.(?![0-9])|[?!;:]")
 
 
 def is_word(ch):
-    return ch.isascii() and ch.isalnum() or ord(ch) >= 0x80
+    """ASCII letters and digits, and every non-ASCII character."""
+    return ch >= "\x80" or ch in ASCII_WORD
 
 
 def normalize(text):
     """ASCII-lowercased, each white-space run one space, a trailing space when non-empty."""
-    out = []
-    space = True
-    for ch in text:
-        if ch in WS:
-            if not space:
-                out.append(" ")
-                space = True
-        else:
-            out.append(ch)
-            space = False
-    if not space:
-        out.append(" ")
-    return "".join(out).translate(LOWER)
+    out = WS_RUN.sub(" ", text)
+    if out.startswith(" "):
+        out = out[1:]
+    if out and not out.endswith(" "):
+        out += " "
+    return out.translate(LOWER)
 
 
 def trie_regex(words):
