@@ -6,6 +6,10 @@
 //! train, the next `round(n * val)` to val, the rest to test (largest-remainder rounding, so the
 //! three counts add up to `n`). No patient is in two splits.
 //!
+//! [`Split::fold`] makes fold `k` of a patient-level K-fold cross-validation instead, stratified
+//! by a property of each patient (a label, a metadata field), so that every fold's test part
+//! holds about 1/K of each stratum's patients.
+//!
 //! The split is written next to the manifest as `STEM.splits.json`: the seed, the fractions,
 //! the sample ids of each part, so a run can be reproduced from the file alone, and the
 //! manifest's fingerprint (its sample count and a hash of its ids), so a split read for a
@@ -106,11 +110,28 @@ pub fn parse_fractions(text: &str) -> Result<[f64; 3]> {
     Ok(fractions)
 }
 
+/// Fold `fold` (from 0) of a `folds`-fold cross-validation by patient (see [`Split::fold`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoldSpec {
+    /// The seed of the patient order.
+    pub seed: u64,
+    /// Number of folds, at least 2.
+    pub folds: usize,
+    /// The fold that is the test part, `0..folds`.
+    pub fold: usize,
+    /// Percent of the other folds' patients (per stratum) kept for validation.
+    pub val_percent: u32,
+    /// What the patients were stratified by (`labels`, `meta.finding`, `none`).
+    pub stratify: String,
+}
+
 /// A split of one manifest's samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
-    /// How it was made.
+    /// How it was made (for a fold, the fractions of patients it came out with).
     pub spec: SplitSpec,
+    /// The fold, when this is one fold of a cross-validation.
+    pub fold: Option<FoldSpec>,
     /// Sample ids per part, in manifest order.
     pub ids: [Vec<String>; 3],
     /// Patient (group) counts per part.
@@ -174,10 +195,109 @@ impl Split {
         }
         Split {
             spec,
+            fold: None,
             ids,
             groups: counts,
             made_from: Some(Fingerprint::of(samples)),
         }
+    }
+
+    /// Fold `spec.fold` of a patient-level `spec.folds`-fold cross-validation: the test part is
+    /// that fold's patients, validation `spec.val_percent`% of the others, training the rest.
+    ///
+    /// Each patient's stratum is `stratum` of its first sample. Within a stratum, patients are
+    /// ordered by a seeded hash of their key and dealt to the folds in turn, the turn carrying
+    /// on from one stratum to the next (strata in name order), so every fold gets about 1/K of
+    /// each stratum and the folds differ in size by at most one patient. The validation
+    /// patients are the first `round(val_percent% * n)` of each stratum's remaining patients, in
+    /// the same order. Over the K folds, every patient is in exactly one test part.
+    ///
+    /// ```
+    /// use umcl_data::sample::Sample;
+    /// use umcl_data::schema::Schema;
+    /// use umcl_data::split::{FoldSpec, Split, Part};
+    ///
+    /// let schema = Schema::chest_xray();
+    /// let samples: Vec<Sample> = (0..20)
+    ///     .map(|i| {
+    ///         let mut s = Sample::new(format!("s{i}"), "demo", &schema);
+    ///         s.patient_id = Some(format!("p{i}"));
+    ///         s
+    ///     })
+    ///     .collect();
+    /// let spec = |fold| FoldSpec { seed: 0, folds: 5, fold, val_percent: 0, stratify: "none".into() };
+    /// let tests: Vec<usize> = (0..5)
+    ///     .map(|k| Split::fold(&samples, spec(k), |_| String::new()).unwrap().ids(Part::Test).len())
+    ///     .collect();
+    /// assert_eq!(tests, [4, 4, 4, 4, 4]);
+    /// ```
+    pub fn fold<F>(samples: &[Sample], spec: FoldSpec, stratum: F) -> Result<Split>
+    where
+        F: Fn(&Sample) -> String,
+    {
+        if spec.folds < 2 || spec.fold >= spec.folds || spec.val_percent >= 100 {
+            return Err(DataError::Invalid(format!(
+                "fold {} of {} folds with {}% validation: need at least 2 folds, a fold below \
+                 their number and under 100% validation",
+                spec.fold, spec.folds, spec.val_percent
+            )));
+        }
+        // Patient -> stratum of its first sample.
+        let mut first: BTreeMap<String, String> = BTreeMap::new();
+        for sample in samples {
+            first
+                .entry(sample.group_key())
+                .or_insert_with(|| stratum(sample));
+        }
+        let mut strata: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        for (key, st) in first {
+            strata
+                .entry(st)
+                .or_default()
+                .push((group_hash(spec.seed, &key), key));
+        }
+        let mut part_of: HashMap<String, Part> = HashMap::new();
+        let mut counts = [0usize; 3];
+        let mut turn = 0usize;
+        for patients in strata.values_mut() {
+            patients.sort();
+            let mut rest = Vec::new();
+            for (_, key) in patients.iter() {
+                if turn % spec.folds == spec.fold {
+                    part_of.insert(key.clone(), Part::Test);
+                    counts[Part::Test as usize] += 1;
+                } else {
+                    rest.push(key.clone());
+                }
+                turn += 1;
+            }
+            let val = (rest.len() as f64 * f64::from(spec.val_percent) / 100.0).round() as usize;
+            for (i, key) in rest.into_iter().enumerate() {
+                let part = if i < val { Part::Val } else { Part::Train };
+                counts[part as usize] += 1;
+                part_of.insert(key, part);
+            }
+        }
+        let n: usize = counts.iter().sum();
+        let fractions = counts.map(|c| c as f64 / n.max(1) as f64);
+        let mut ids: [Vec<String>; 3] = Default::default();
+        for sample in samples {
+            let part = part_of
+                .get(&sample.group_key())
+                .copied()
+                .unwrap_or(Part::Test);
+            ids[part as usize].push(sample.id.clone());
+        }
+        Ok(Split {
+            spec: SplitSpec {
+                seed: spec.seed,
+                fractions: if n == 0 { [1.0, 0.0, 0.0] } else { fractions },
+            },
+            fold: Some(spec),
+            ids,
+            groups: counts,
+            made_from: Some(Fingerprint::of(samples)),
+        })
     }
 
     /// An error unless this split (read from `path`) was made from exactly `samples`: a
@@ -237,6 +357,7 @@ impl Split {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             unit: "patient".into(),
+            fold: self.fold.clone(),
             seed: self.spec.seed,
             fractions: self.spec.fractions,
             patients: Part::ALL
@@ -271,6 +392,7 @@ impl Split {
             .map_err(|err| DataError::file(path, err.to_string()))?;
         let split = Split {
             spec,
+            fold: file.fold,
             groups: Part::ALL.map(|p| file.patients.get(p.name()).copied().unwrap_or(0)),
             ids: [file.train, file.val, file.test],
             made_from: file.made_from,
@@ -302,6 +424,9 @@ struct SplitFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     made_from: Option<Fingerprint>,
     unit: String,
+    /// Present when the split is one fold of a cross-validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fold: Option<FoldSpec>,
     seed: u64,
     fractions: [f64; 3],
     patients: BTreeMap<String, usize>,

@@ -168,3 +168,119 @@ fn a_blank_patient_id_names_no_patient() {
     assert_eq!(split.groups.iter().sum::<usize>(), 50);
     assert_eq!(split.ids(Part::Val).len(), 10);
 }
+
+fn fold_spec(fold: usize, val_percent: u32) -> umcl_data::split::FoldSpec {
+    umcl_data::split::FoldSpec {
+        seed: 3,
+        folds: 5,
+        fold,
+        val_percent,
+        stratify: "meta.finding".into(),
+    }
+}
+
+/// The stratum of the fold tests: a patient-level "finding", one in five patients rare.
+fn with_findings(mut samples: Vec<Sample>) -> Vec<Sample> {
+    for s in &mut samples {
+        let p: usize = s
+            .patient_id
+            .as_deref()
+            .and_then(|p| p[1..].parse().ok())
+            .unwrap_or(0);
+        let finding = if p % 5 == 0 { "rare" } else { "common" };
+        s.meta.insert("finding".into(), finding.into());
+    }
+    samples
+}
+
+#[test]
+fn folds_put_every_patient_in_one_test_part() {
+    let samples = with_findings(samples());
+    let stratum = |s: &Sample| s.meta.get("finding").cloned().unwrap_or_default();
+    let mut tested: HashMap<String, usize> = HashMap::new();
+    let mut rare_per_fold = Vec::new();
+    let mut patients_per_fold = Vec::new();
+    for fold in 0..5 {
+        let split = Split::fold(&samples, fold_spec(fold, 10), stratum).unwrap();
+        // No patient in two parts of one fold.
+        let parts = part_of(&split);
+        let mut part_of_patient: HashMap<String, Part> = HashMap::new();
+        for s in &samples {
+            let p = parts[&s.id];
+            assert_eq!(*part_of_patient.entry(s.group_key()).or_insert(p), p);
+        }
+        for id in split.ids(Part::Test) {
+            *tested.entry(id.clone()).or_default() += 1;
+        }
+        let test: HashSet<&String> = split.ids(Part::Test).iter().collect();
+        let test_patients: HashSet<String> = samples
+            .iter()
+            .filter(|s| test.contains(&s.id))
+            .map(|s| s.group_key())
+            .collect();
+        rare_per_fold.push(
+            samples
+                .iter()
+                .filter(|s| test_patients.contains(&s.group_key()) && stratum(s) == "rare")
+                .map(|s| s.group_key())
+                .collect::<HashSet<_>>()
+                .len(),
+        );
+        patients_per_fold.push(test_patients.len());
+        // Validation is 10% of the other folds' patients.
+        let val = split.groups[Part::Val as usize] as f64;
+        let others = (split.groups[0] + split.groups[1]) as f64;
+        assert!((val / others - 0.1).abs() < 0.02, "{val} of {others}");
+        assert_eq!(split.fold.as_ref().unwrap().fold, fold);
+    }
+    // Over the 5 folds every sample is tested exactly once.
+    assert_eq!(tested.len(), samples.len());
+    assert!(tested.values().all(|&n| n == 1));
+    // 220 patients (200 + 20 loose samples): 44 per fold; the 60 rare ones (p0, p5, ... of
+    // both sources and the loose samples, which have no patient number) 12 per fold.
+    assert_eq!(patients_per_fold, [44, 44, 44, 44, 44]);
+    assert_eq!(rare_per_fold, [12, 12, 12, 12, 12]);
+}
+
+#[test]
+fn folds_are_deterministic_and_round_trip() {
+    let samples = with_findings(samples());
+    let stratum = |s: &Sample| s.meta.get("finding").cloned().unwrap_or_default();
+    let a = Split::fold(&samples, fold_spec(2, 10), stratum).unwrap();
+    let mut reversed = samples.clone();
+    reversed.reverse();
+    let b = Split::fold(&reversed, fold_spec(2, 10), stratum).unwrap();
+    assert_eq!(part_of(&a), part_of(&b), "the sample order does not matter");
+    let other_seed = Split::fold(
+        &samples,
+        umcl_data::split::FoldSpec {
+            seed: 4,
+            ..fold_spec(2, 10)
+        },
+        stratum,
+    )
+    .unwrap();
+    assert_ne!(part_of(&a), part_of(&other_seed));
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let path = split_path(&manifest);
+    a.write(&path, &manifest).unwrap();
+    let read = Split::read(&path).unwrap();
+    assert_eq!(read, a);
+    read.check(&samples, &path).unwrap();
+}
+
+#[test]
+fn bad_fold_specs_are_errors() {
+    let samples = samples();
+    for (folds, fold, val) in [(1, 0, 10), (5, 5, 10), (5, 0, 100)] {
+        let spec = umcl_data::split::FoldSpec {
+            seed: 0,
+            folds,
+            fold,
+            val_percent: val,
+            stratify: "none".into(),
+        };
+        assert!(Split::fold(&samples, spec, |_| String::new()).is_err());
+    }
+}

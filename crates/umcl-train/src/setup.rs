@@ -314,7 +314,7 @@ pub(crate) fn split(
         split.check(&samples, &split_path)?;
         let f = cfg.data.val_fraction;
         let fractions = split.spec.fractions;
-        if (fractions[1] - f).abs() > 1e-9 {
+        if split.fold.is_none() && (fractions[1] - f).abs() > 1e-9 {
             tracing::warn!(
                 "{} splits {:?} (train, val, test); data.val_fraction = {f} applies only when \
                  training makes the split (delete the file to make a new one)",

@@ -128,8 +128,22 @@ struct SplitArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Fractions of patients: `TRAIN,VAL[,TEST]`
-    #[arg(long, default_value = "0.8,0.1,0.1")]
+    #[arg(long, default_value = "0.8,0.1,0.1", conflicts_with = "folds")]
     fractions: String,
+    /// Make one fold of a patient-level K-fold cross-validation instead: the test part is
+    /// fold --fold of K (needs --fold)
+    #[arg(long, value_name = "K", requires = "fold")]
+    folds: Option<usize>,
+    /// The fold (0..K) that is the test part
+    #[arg(long, requires = "folds")]
+    fold: Option<usize>,
+    /// With --folds: what to stratify the folds by: `labels` (each patient's positive labels),
+    /// `meta.NAME` (a metadata field, e.g. meta.finding) or `none`
+    #[arg(long, default_value = "labels", requires = "folds")]
+    stratify: String,
+    /// With --folds: percent of the other folds' patients kept for validation
+    #[arg(long, default_value_t = 10, requires = "folds")]
+    val_percent: u32,
     /// Where to write the split [default: next to the manifest, STEM.splits.json]
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
@@ -438,11 +452,53 @@ fn create_parent(path: &Path) -> Result<()> {
     }
 }
 
+/// The stratum of a sample for `--stratify`: `labels` (its positive label keys), `meta.NAME`
+/// or `none`.
+fn stratum_of(
+    how: &str,
+    keys: &[String],
+) -> Result<Box<dyn Fn(&umcl_data::sample::Sample) -> String>> {
+    let keys = keys.to_vec();
+    Ok(match how {
+        "none" => Box::new(|_| String::new()),
+        "labels" => Box::new(move |s| {
+            keys.iter()
+                .zip(&s.labels)
+                .filter(|(_, st)| **st == umcl_data::schema::LabelState::Positive)
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        }),
+        other => match other.strip_prefix("meta.") {
+            Some(field) if !field.is_empty() => {
+                let field = field.to_string();
+                Box::new(move |s| s.meta.get(&field).cloned().unwrap_or_default())
+            }
+            _ => bail!("--stratify `{other}`: expected labels, meta.NAME or none"),
+        },
+    })
+}
+
 fn split_cmd(args: &SplitArgs) -> Result<()> {
-    let fractions = split::parse_fractions(&args.fractions)?;
-    let spec = SplitSpec::new(args.seed, fractions)?;
     let manifest = Manifest::read(&args.manifest)?;
-    let split = Split::new(&manifest.samples, spec);
+    let split = match (args.folds, args.fold) {
+        (Some(folds), Some(fold)) => {
+            let stratum = stratum_of(&args.stratify, &manifest.header.keys)?;
+            let fold_spec = split::FoldSpec {
+                seed: args.seed,
+                folds,
+                fold,
+                val_percent: args.val_percent,
+                stratify: args.stratify.clone(),
+            };
+            Split::fold(&manifest.samples, fold_spec, stratum)?
+        }
+        _ => {
+            let fractions = split::parse_fractions(&args.fractions)?;
+            Split::new(&manifest.samples, SplitSpec::new(args.seed, fractions)?)
+        }
+    };
+    let spec = split.spec;
     let path = args
         .out
         .clone()
@@ -450,13 +506,26 @@ fn split_cmd(args: &SplitArgs) -> Result<()> {
     create_parent(&path)?;
     split.write(&path, &args.manifest)?;
     let mut out = String::new();
-    writeln!(
-        out,
-        "wrote {} (seed {}, fractions {:?}, by patient)",
-        path.display(),
-        spec.seed,
-        spec.fractions
-    )?;
+    match &split.fold {
+        Some(f) => writeln!(
+            out,
+            "wrote {} (fold {} of {}, seed {}, stratified by {}, {}% of the other folds for \
+             validation, by patient)",
+            path.display(),
+            f.fold,
+            f.folds,
+            f.seed,
+            f.stratify,
+            f.val_percent
+        )?,
+        None => writeln!(
+            out,
+            "wrote {} (seed {}, fractions {:?}, by patient)",
+            path.display(),
+            spec.seed,
+            spec.fractions
+        )?,
+    }
     for part in Part::ALL {
         writeln!(
             out,
