@@ -8,6 +8,8 @@
 //! - `train [--ablation] [--seeds N] [-- ARGS]`: the main job on the built-in data, or its
 //!   spread over seeds.
 //! - `bench [GROUP]...`: the criterion suites and the side-by-side comparisons, one table.
+//! - `covid [--quick]`: the real-data benchmark, patient-level cross-validation on the COVID-19
+//!   collection in `../shared/data`.
 //! - `fuzz [--seconds N] [TARGET]...`: the input readers fuzzed on stable Rust.
 //! - `gpu-bundle [--out DIR]`: release binaries without rpath and scripts for a GPU host.
 //! - `ref-venv`: the second venv with full torch and the reference libraries, for fixture scripts.
@@ -16,6 +18,7 @@
 //! - `nccl`: the optional NCCL process-group library, `target/nccl/libumcl_nccl.so`.
 
 mod bench;
+mod covid;
 mod fuzz;
 mod gpu_bundle;
 mod nccl;
@@ -56,6 +59,13 @@ commands:
                      writes target/bench/results.json and results.md
                      groups: data models losses train-step (default: all of these),
                      labeler images losses-vs-torch (parts); --list describes them
+  covid [--quick] [--steps N]
+                     the real-data benchmark on ../shared/data/covid-cxr-512: patient-level
+                     stratified 5-fold cross-validation of three arms from the same ImageNet
+                     start (no image-text training, UMCL, CLIP): linear-probe and zero-shot
+                     AUC, retrieval R@10; mean, sd, min over folds in target/covid/results.md
+                     --quick: folds 0 and 1, 20 steps (a smoke run, target/covid-quick)
+                     --steps N: steps of the trained arms (default 150)
   fuzz [--seconds N] [TARGET]...
                      the stable-Rust fuzzer (crates/umcl-fuzz) over each input reader for N
                      seconds (default 600): labeler csv jsonl manifest config image
@@ -124,6 +134,7 @@ fn run() -> Result<()> {
             publish::run(&root)
         }
         "train" => train::run(&root, rest),
+        "covid" => covid::run(&root, rest),
         "bench" => bench::run(&root, rest),
         "fuzz" => fuzz::run(&root, rest),
         "gpu-bundle" => gpu_bundle::run(&root, rest),

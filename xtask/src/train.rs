@@ -224,7 +224,7 @@ fn run_table(runs: &[Run]) -> String {
 }
 
 /// Mean, sample standard deviation, min and max.
-fn stats(values: &[f64]) -> Option<[f64; 4]> {
+pub(crate) fn stats(values: &[f64]) -> Option<[f64; 4]> {
     if values.is_empty() {
         return None;
     }

@@ -468,7 +468,11 @@ fn rule_files_layer() {
 fn rule_files_by_path() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site.toml");
-    std::fs::write(&site, "[[label]]\nkey = \"edema\"\nmentions = [\"wet lungs\"]\n").unwrap();
+    std::fs::write(
+        &site,
+        "[[label]]\nkey = \"edema\"\nmentions = [\"wet lungs\"]\n",
+    )
+    .unwrap();
     let labeler = Labeler::from_paths(&[std::path::Path::new("builtin"), &site]).unwrap();
     assert_eq!(
         labeler.label("Wet lungs.").get("edema"),

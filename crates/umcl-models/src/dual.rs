@@ -237,6 +237,12 @@ impl DualEncoder {
         self.prompt.as_ref()
     }
 
+    /// The image encoder's pooled features `[batch, feature_dim]`, before the projection: what
+    /// a linear probe of the encoder reads.
+    pub fn image_features(&self, images: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        Ok(self.image.forward_t(images, train)?.pooled)
+    }
+
     /// Image embeddings `[batch, embed_dim]` (projected, not normalised).
     pub fn encode_image(&self, images: &Tensor, train: bool) -> Result<Tensor, ModelError> {
         let f = self.image.forward_t(images, train)?;

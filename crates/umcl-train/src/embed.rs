@@ -162,6 +162,47 @@ pub fn embed_samples(
     Ok(out)
 }
 
+/// Image vectors of `samples` that have an image, in their order, L2-normalised on the CPU:
+/// the projected embeddings, or with `pooled` the encoder's features before the projection.
+/// Returns the ids of the rows (samples whose image could not be read are an error, as in
+/// [`embed_samples`]).
+pub fn embed_images(
+    model: &DualEncoder,
+    samples: Vec<Sample>,
+    tokenizer: &Arc<Tokenizer>,
+    base: &LoaderConfig,
+    pooled: bool,
+    device: Device,
+) -> Result<(Vec<String>, Tensor), TrainError> {
+    let samples: Vec<Sample> = samples.into_iter().filter(|s| s.image.is_some()).collect();
+    let loader = Loader::new(
+        samples,
+        Some(tokenizer.clone()),
+        LoaderConfig {
+            shuffle: false,
+            drop_last: false,
+            augment: None,
+            ..base.clone()
+        },
+    )?;
+    let _guard = tch::no_grad_guard();
+    let (mut ids, mut rows) = (Vec::new(), Vec::new());
+    for batch in &mut loader.epoch(0) {
+        let b = TensorBatch::from_batch(&batch?, device)?;
+        let v = if pooled {
+            model.image_features(&b.images, false)?
+        } else {
+            model.encode_image(&b.images, false)?
+        };
+        rows.push(l2_normalize(&v.to_kind(Kind::Float)).to_device(Device::Cpu));
+        ids.extend(b.ids);
+    }
+    if ids.is_empty() {
+        return Err(TrainError::Eval("no images to embed".into()));
+    }
+    Ok((ids, Tensor::cat(&rows, 0)))
+}
+
 /// Class embeddings `[C, D]` (L2-normalised, CPU) from hand-written prompt ensembles: the
 /// mean of the normalised embeddings of each class's prompts, normalised again.
 pub fn prompt_ensemble(

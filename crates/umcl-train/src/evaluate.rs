@@ -15,7 +15,9 @@ use umcl_data::schema::{LabelState, Schema};
 use umcl_data::tokenize::Tokenizer;
 use umcl_models::dual::DualEncoder;
 
-use crate::embed::{class_prompts, embed_samples, learned_classes, prompt_ensemble, Embedded};
+use crate::embed::{
+    class_prompts, embed_images, embed_samples, learned_classes, prompt_ensemble, Embedded,
+};
 use crate::error::TrainError;
 use crate::metrics::{self, MulticlassResult, MultilabelResult};
 
@@ -482,6 +484,128 @@ pub fn linear_probe_manifest(
         .map(|fraction| {
             metrics::linear_probe(tx.view(), &ty, vx.view(), &vy, fraction, 0)
                 .and_then(|r| r.with_bootstrap(BOOTSTRAP_RESAMPLES, 0))
+                .map_err(metric_err)
+        })
+        .collect()
+}
+
+/// Which image vectors a linear probe reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFeatures {
+    /// The model's projected image embeddings (what its contrastive loss compares).
+    Embedding,
+    /// The image encoder's pooled features before the projection: the usual probe of an
+    /// encoder, and the only fair one for a model whose projection was never trained.
+    Pooled,
+}
+
+/// The class of each sample for a probe: one of the schema `classes` (exactly one positive
+/// among them), or a [`MetaTask`](crate::meta_task::MetaTask)'s class of a metadata field.
+pub enum ProbeTruth<'a> {
+    /// Schema keys.
+    Schema(&'a [String]),
+    /// A metadata task.
+    Meta(&'a crate::meta_task::MetaTask),
+}
+
+impl ProbeTruth<'_> {
+    /// The images with a class, and their classes.
+    fn classify(&self, samples: Vec<Sample>) -> Result<(Vec<Sample>, Vec<usize>), TrainError> {
+        match self {
+            ProbeTruth::Schema(classes) => {
+                let index = class_indices(&Schema::chest_xray(), classes)?;
+                Ok(single_positive(samples, &index))
+            }
+            ProbeTruth::Meta(task) => {
+                let (mut chosen, mut truth) = (Vec::new(), Vec::new());
+                for s in samples.into_iter().filter(|s| s.image.is_some()) {
+                    let class = task
+                        .class_of(s.meta.get(&task.field).map(String::as_str))
+                        .map_err(|e| TrainError::Eval(format!("sample `{}`: {e}", s.id)))?;
+                    if let Some(c) = class {
+                        truth.push(c);
+                        chosen.push(s);
+                    }
+                }
+                Ok((chosen, truth))
+            }
+        }
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        match self {
+            ProbeTruth::Schema(classes) => classes.to_vec(),
+            ProbeTruth::Meta(task) => task.classes.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ProbeTruth::Schema(classes) => {
+                format!("exactly one positive among {}", classes.join(", "))
+            }
+            ProbeTruth::Meta(task) => format!("a class of the task `{}`", task.name),
+        }
+    }
+}
+
+/// Linear probe fitted on the images of `train` and scored on those of `test` (for example
+/// one fold of a patient-level cross-validation: its training and validation parts, and its
+/// test part), each image with a class from `truth`. Features are L2-normalised; logistic
+/// regression is fitted on 1%, 10% and 100% of the training images, and the intervals
+/// resample the test **patients** (all images of a drawn patient), not single images.
+pub fn linear_probe_split(
+    trained: &Trained,
+    train: Vec<Sample>,
+    test: Vec<Sample>,
+    truth: &ProbeTruth<'_>,
+    features: ProbeFeatures,
+    device: Device,
+) -> Result<Vec<metrics::ProbeResult>, TrainError> {
+    let pooled = features == ProbeFeatures::Pooled;
+    let embed = |samples: Vec<Sample>, part: &str| {
+        let (chosen, classes) = truth.classify(samples)?;
+        if chosen.is_empty() {
+            return Err(TrainError::Eval(format!(
+                "no {part} image has {}",
+                truth.describe()
+            )));
+        }
+        let truth = classes;
+        let patient: std::collections::HashMap<String, String> = chosen
+            .iter()
+            .map(|s| (s.id.clone(), s.group_key()))
+            .collect();
+        let (ids, x) = embed_images(
+            &trained.model,
+            chosen,
+            &trained.tokenizer,
+            &trained.loader_cfg,
+            pooled,
+            device,
+        )?;
+        // Rows follow `chosen`, whose truth is aligned with it.
+        Ok((ids, to_array(&x)?, truth, patient))
+    };
+    let (_, tx, ty, _) = embed(train, "training")?;
+    let (ids, vx, vy, patient) = embed(test, "test")?;
+    let mut group_of_key: std::collections::HashMap<&str, usize> = Default::default();
+    let groups: Vec<usize> = ids
+        .iter()
+        .map(|id| {
+            let key = patient.get(id).map_or(id.as_str(), String::as_str);
+            let next = group_of_key.len();
+            *group_of_key.entry(key).or_insert(next)
+        })
+        .collect();
+    [0.01, 0.1, 1.0]
+        .into_iter()
+        .map(|fraction| {
+            metrics::linear_probe(tx.view(), &ty, vx.view(), &vy, fraction, 0)
+                .and_then(|mut r| {
+                    r.metrics = r.metrics.with_class_names(&truth.class_names())?;
+                    metrics::by_groups(&groups, || r.with_bootstrap(BOOTSTRAP_RESAMPLES, 0))
+                })
                 .map_err(metric_err)
         })
         .collect()

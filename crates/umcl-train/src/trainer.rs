@@ -74,6 +74,10 @@ pub struct RunOptions {
     pub resume: Option<Resume>,
     /// Print nothing but errors (no progress bar, no log lines).
     pub quiet: bool,
+    /// Build the model as the run would (pretrained weights imported, as `imports.json`
+    /// reports), save it as the checkpoint of step 0 and stop: the "no image-text
+    /// pretraining" baseline of an evaluation.
+    pub init_only: bool,
 }
 
 /// What a finished run reports.
@@ -175,6 +179,27 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             "{} report-only samples (no image) train the prompt term only",
             setup.report_only
         ));
+    }
+    if opts.init_only {
+        if main {
+            let path = checkpoints.save(&setup.model, &optimizer, &state)?;
+            log.note(&format!(
+                "initial model saved as {} (no step trained)",
+                path.display()
+            ));
+        }
+        let (samples_per_second, data_wait_share) = log.finish();
+        return Ok(RunSummary {
+            run_dir,
+            steps: state.step,
+            final_loss: f64::NAN,
+            best: None,
+            zero_shot: None,
+            samples_per_second,
+            data_wait_share,
+            skipped_samples: 0,
+            skipped_validation: 0,
+        });
     }
     let batches_per_epoch = setup.loader.batches_per_epoch() as u64;
     if batches_per_epoch == 0 {

@@ -34,6 +34,10 @@ pub struct TrainArgs {
     /// No progress bar and no log lines.
     #[arg(long)]
     quiet: bool,
+    /// Save the initial model (pretrained weights imported, no step trained) as checkpoint 0
+    /// and stop: the baseline for `umcl eval`
+    #[arg(long, conflicts_with_all = ["resume", "nproc"])]
+    init_only: bool,
     /// Print the resolved configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -118,6 +122,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         &RunOptions {
             resume,
             quiet: args.quiet,
+            init_only: args.init_only,
         },
     )?;
     if std::env::var("RANK").is_ok_and(|r| r.trim() != "0") {
@@ -336,11 +341,18 @@ pub struct EvalArgs {
     classes: Vec<String>,
     /// Evaluate one part of the manifest's patient split (STEM.splits.json, written by
     /// `umcl data split` or by training): train, val or test. The part is written as
-    /// STEM.PART.jsonl next to the manifest.
+    /// STEM.PART.jsonl next to the manifest. With `--task linear-probe` the probe is fitted
+    /// on the split's other parts (train and val) and scored on this one, with intervals over
+    /// patients; without it, the manifest is split 70/30 by patient for the probe.
     #[arg(long, value_parser = ["train", "val", "test"])]
     part: Option<String>,
-    /// With `--task zeroshot`: a task whose truth is a metadata field, with its classes and
-    /// prompts (TOML, e.g. data/tasks/covid-vs-other.toml), instead of schema classes.
+    /// With `--task linear-probe`: the image vectors to probe, `embedding` (projected) or
+    /// `pooled` (the encoder's features before the projection)
+    #[arg(long, default_value = "embedding", value_parser = ["embedding", "pooled"])]
+    probe_features: String,
+    /// With `--task zeroshot` (or `--task linear-probe --part`): a task whose truth is a
+    /// metadata field, with its classes and prompts (TOML, e.g.
+    /// data/tasks/covid-vs-other.toml), instead of schema classes.
     #[arg(long)]
     task_file: Option<PathBuf>,
     /// Where to write results.json, results.md and ROC plots [default: print only].
@@ -354,12 +366,23 @@ pub struct EvalArgs {
 /// Runs `umcl eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
     // Checked before the model loads.
-    let meta_task = match (&args.task_file, args.task) {
-        (Some(path), Task::Zeroshot) => Some(umcl_train::meta_task::MetaTask::read(path)?),
-        (Some(_), _) => bail!("--task-file goes with --task zeroshot"),
-        (None, _) => None,
+    let meta_task = match (&args.task_file, args.task, &args.part) {
+        (Some(path), Task::Zeroshot, _) | (Some(path), Task::LinearProbe, Some(_)) => {
+            Some(umcl_train::meta_task::MetaTask::read(path)?)
+        }
+        (Some(_), _, _) => {
+            bail!("--task-file goes with --task zeroshot, or --task linear-probe with --part")
+        }
+        (None, _, _) => None,
     };
     let (backend, trained, classes) = load_trained(&args.checkpoint, args.device, &args.classes)?;
+    if let (Task::LinearProbe, Some(part)) = (args.task, &args.part) {
+        let truth = match &meta_task {
+            Some(task) => evaluate::ProbeTruth::Meta(task),
+            None => evaluate::ProbeTruth::Schema(&classes),
+        };
+        return probe_on_split(args, &trained, &truth, part, backend.device);
+    }
     let manifest = match &args.part {
         Some(part) => split_part(&args.manifest, part)?,
         None => args.manifest.clone(),
@@ -416,19 +439,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 &classes,
                 backend.device,
             )?;
-            let md = r
-                .iter()
-                .map(|p| {
-                    format!(
-                        "### {:.0}% of the training labels ({} samples)\n\n{}",
-                        100.0 * p.fraction,
-                        p.train_used,
-                        p.metrics.to_markdown()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            (serde_json::to_string_pretty(&r)?, md, None)
+            (serde_json::to_string_pretty(&r)?, probe_markdown(&r), None)
         }
     };
     outln!("{markdown}");
@@ -491,6 +502,75 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
         for (class, p) in scores.into_iter().take(args.top_k.max(1)) {
             outln!("  {class:<28} {p:.4}");
         }
+    }
+    Ok(())
+}
+
+/// The markdown of a linear probe at each fraction of the training labels.
+fn probe_markdown(results: &[umcl_train::metrics::ProbeResult]) -> String {
+    results
+        .iter()
+        .map(|p| {
+            format!(
+                "### {:.0}% of the training labels\n\n{}",
+                100.0 * p.fraction,
+                p.to_markdown()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `umcl eval --task linear-probe --part PART`: fitted on the split's other parts, scored on
+/// PART.
+fn probe_on_split(
+    args: &EvalArgs,
+    trained: &evaluate::Trained,
+    truth: &evaluate::ProbeTruth<'_>,
+    part: &str,
+    device: tch::Device,
+) -> Result<()> {
+    use umcl_data::manifest::Manifest;
+    use umcl_data::split::Split;
+    let split_path = umcl_data::split::split_path(&args.manifest);
+    if !split_path.exists() {
+        bail!(
+            "{}: no split file; make one with `umcl data split {}`",
+            split_path.display(),
+            args.manifest.display()
+        );
+    }
+    let split = Split::read(&split_path)?;
+    let m = Manifest::read(&args.manifest)?;
+    split.check(&m.samples, &split_path)?;
+    let lookup = split.lookup();
+    let (test, train): (Vec<_>, Vec<_>) = m
+        .samples
+        .into_iter()
+        .partition(|s| lookup.get(s.id.as_str()).is_some_and(|p| p.name() == part));
+    eprintln!(
+        "linear probe: fitted on {} samples of the other parts, scored on {} samples of {part} \
+         ({})",
+        train.len(),
+        test.len(),
+        split_path.display()
+    );
+    let features = if args.probe_features == "pooled" {
+        evaluate::ProbeFeatures::Pooled
+    } else {
+        evaluate::ProbeFeatures::Embedding
+    };
+    let r = evaluate::linear_probe_split(trained, train, test, truth, features, device)?;
+    let md = probe_markdown(&r);
+    outln!("{md}");
+    if let Some(dir) = &args.output {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_atomic(
+            &dir.join("results.json"),
+            serde_json::to_string_pretty(&r)?.as_bytes(),
+        )?;
+        write_atomic(&dir.join("results.md"), md.as_bytes())?;
+        outln!("results written to {}", dir.display());
     }
     Ok(())
 }

@@ -788,3 +788,83 @@ fn several_manifests_train_together_with_their_own_splits_and_no_shared_patient(
     );
     assert!(err.contains("manifest.jsonl"), "{err}");
 }
+
+#[test]
+fn the_initial_model_is_a_checkpoint_and_a_fold_probe_scores_only_the_test_patients() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_setup(dir.path(), &tok);
+    let manifest = dir.path().join("phantom/manifest.jsonl");
+    // Fold 1 of 3, stratified by labels.
+    let split = ok(umcl()
+        .args(["data", "split"])
+        .arg(&manifest)
+        .args(["--folds", "3", "--fold", "1", "--stratify", "labels"])
+        .output()
+        .unwrap());
+    let said = String::from_utf8_lossy(&split.stdout).into_owned();
+    assert!(said.contains("fold 1 of 3"), "{said}");
+    let split_file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("phantom/manifest.splits.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(split_file["fold"]["folds"], 3);
+    let tested = split_file["test"].as_array().unwrap().len();
+    let others =
+        split_file["train"].as_array().unwrap().len() + split_file["val"].as_array().unwrap().len();
+
+    // --init-only: checkpoint 0, no step trained.
+    let out = train_run(&cfg, "init", &["--init-only"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let run = dir.path().join("runs/init");
+    assert!(run
+        .join("checkpoints/step-00000000/model.safetensors")
+        .exists());
+    assert!(!run.join("checkpoints/step-00000002").exists());
+
+    // The probe is fitted on the other folds and scored on the test fold, with per-class AUC.
+    let results = dir.path().join("probe");
+    let out = ok(umcl()
+        .args(["eval", "--checkpoint"])
+        .arg(&run)
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["--task", "linear-probe", "--part", "test"])
+        .args(["--probe-features", "pooled", "--output"])
+        .arg(&results)
+        .output()
+        .unwrap());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "fitted on {others} samples of the other parts, scored on {tested} samples of test"
+        )),
+        "{err}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap())
+            .unwrap();
+    let full = &r.as_array().unwrap()[2];
+    assert_eq!(full["fraction"], 1.0);
+    let auc = full["auc"].as_array().unwrap();
+    assert!(!auc.is_empty());
+    for a in auc.iter().filter(|a| !a.is_null()) {
+        let (e, lo, hi) = (
+            a["estimate"].as_f64().unwrap(),
+            a["low"].as_f64().unwrap(),
+            a["high"].as_f64().unwrap(),
+        );
+        assert!((0.0..=1.0).contains(&e) && lo <= e && e <= hi, "{a}");
+    }
+    // A task file goes with a probe only on a split part.
+    let out = umcl()
+        .args(["eval", "--checkpoint"])
+        .arg(&run)
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["--task", "linear-probe", "--task-file", "no-such.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("--task linear-probe with --part"));
+}

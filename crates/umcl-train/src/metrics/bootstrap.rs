@@ -19,7 +19,49 @@ pub struct Interval {
     pub resamples: usize,
 }
 
-/// The 95% percentile bootstrap interval of `statistic` over `n` items.
+thread_local! {
+    /// Group of each item for [`by_groups`]: groups as lists of item indices, and the number
+    /// of items they cover.
+    static GROUPS: std::cell::RefCell<Option<(usize, Vec<Vec<usize>>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every [`bootstrap_ci`] over `group_of.len()` items (on this thread)
+/// resampling whole groups instead of items: `group_of[i]` names item `i`'s group (a patient),
+/// and each resample draws as many groups as there are, with replacement, taking all their
+/// items. Images of one patient are not independent; resampling patients gives the interval
+/// of a new set of patients. Other item counts are resampled item by item as usual.
+///
+/// ```
+/// use umcl_train::metrics::{bootstrap_ci, by_groups};
+/// // Two patients: the first with three images all right, the second with one image wrong.
+/// let correct = [1.0, 1.0, 1.0, 0.0];
+/// let mean = |idx: &[usize]| idx.iter().map(|&i| correct[i]).sum::<f64>() / idx.len() as f64;
+/// let ci = by_groups(&[0, 0, 0, 1], || bootstrap_ci(4, 2000, 1, mean)).unwrap();
+/// // A resample holds patient 1 twice (1.0), patient 2 twice (0.0) or one of each (0.75).
+/// assert_eq!((ci.low, ci.high), (0.0, 1.0));
+/// ```
+pub fn by_groups<R>(group_of: &[usize], f: impl FnOnce() -> R) -> R {
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (item, &g) in group_of.iter().enumerate() {
+        groups.entry(g).or_default().push(item);
+    }
+    let groups: Vec<Vec<usize>> = groups.into_values().collect();
+    let previous = GROUPS.with(|cell| cell.replace(Some((group_of.len(), groups))));
+    // Restored however `f` ends (a panic included).
+    struct Restore(Option<(usize, Vec<Vec<usize>>)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            GROUPS.with(|cell| *cell.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The 95% percentile bootstrap interval of `statistic` over `n` items (or over groups of
+/// them, inside [`by_groups`]).
 ///
 /// `statistic` receives the indices of a sample (`0..n` for the estimate; for each of the
 /// `resamples` resamples, `n` indices drawn uniformly with replacement) and returns the value;
@@ -63,11 +105,27 @@ where
         });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let groups = GROUPS.with(|cell| {
+        cell.borrow()
+            .as_ref()
+            .filter(|(items, _)| *items == n)
+            .map(|(_, g)| g.clone())
+    });
     let mut idx = vec![0usize; n];
     let mut values = Vec::with_capacity(resamples);
     for _ in 0..resamples {
-        for slot in idx.iter_mut() {
-            *slot = rng.gen_range(0..n);
+        match &groups {
+            Some(groups) => {
+                idx.clear();
+                for _ in 0..groups.len() {
+                    idx.extend_from_slice(&groups[rng.gen_range(0..groups.len())]);
+                }
+            }
+            None => {
+                for slot in idx.iter_mut() {
+                    *slot = rng.gen_range(0..n);
+                }
+            }
         }
         let v = statistic(&idx);
         if v.is_finite() {

@@ -25,7 +25,7 @@ mod probe;
 mod retrieval;
 mod roc;
 
-pub use bootstrap::{bootstrap_ci, Interval};
+pub use bootstrap::{bootstrap_ci, by_groups, Interval};
 pub use classification::{zero_shot_multiclass, ClassStats, MulticlassCi, MulticlassResult};
 pub use probe::{
     linear_probe, linear_probe_with, stratified_subset, LogisticRegression, ProbeConfig,

@@ -9,7 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::classification::{argmax, softmax_rows};
-use super::{check_matrix, MetricsError, MulticlassResult, Result};
+use super::{
+    bootstrap_ci, check_matrix, roc_auc, Interval, MetricsError, MulticlassResult, Result,
+};
 
 /// Settings of the logistic regression fit. The defaults suit features of a few hundred
 /// dimensions and a few thousand samples.
@@ -341,19 +343,54 @@ pub struct ProbeResult {
     pub converged: bool,
     /// Scores on the test set.
     pub metrics: MulticlassResult,
+    /// Per class, the one-vs-rest ROC AUC of its probability on the test set, with its
+    /// bootstrap interval; `None` for a class absent from (or alone in) the test set. Filled
+    /// by [`ProbeResult::with_bootstrap`].
+    #[serde(default)]
+    pub auc: Vec<Option<Interval>>,
 }
 
 impl ProbeResult {
-    /// Fills the test metrics' bootstrap intervals (see [`MulticlassResult::with_bootstrap`]).
+    /// Fills the test metrics' bootstrap intervals (see [`MulticlassResult::with_bootstrap`])
+    /// and each class's one-vs-rest ROC AUC with its interval.
     pub fn with_bootstrap(mut self, resamples: usize, seed: u64) -> Result<Self> {
         self.metrics = self.metrics.with_bootstrap(resamples, seed)?;
+        let m = &self.metrics;
+        self.auc = (0..m.per_class.len())
+            .map(|c| {
+                let auc_of = |idx: &[usize]| {
+                    let s: Vec<f64> = idx.iter().map(|&i| m.probabilities[i][c]).collect();
+                    let y: Vec<bool> = idx.iter().map(|&i| m.truth[i] == c).collect();
+                    roc_auc(&s, &y).ok().flatten().unwrap_or(f64::NAN)
+                };
+                bootstrap_ci(m.truth.len(), resamples, seed, auc_of).ok()
+            })
+            .collect();
         Ok(self)
     }
 
-    /// A markdown summary: the fit, then the test metrics' tables.
+    /// A markdown summary: the fit, each class's ROC AUC, then the test metrics' tables.
     pub fn to_markdown(&self) -> String {
+        let auc: String = self
+            .auc
+            .iter()
+            .zip(&self.metrics.class_names)
+            .filter_map(|(a, name)| {
+                a.map(|a| {
+                    format!(
+                        "| ROC AUC, {name} vs rest | {:.4} | [{:.4}, {:.4}] |\n",
+                        a.estimate, a.low, a.high
+                    )
+                })
+            })
+            .collect();
+        let auc = if auc.is_empty() {
+            String::new()
+        } else {
+            format!("| metric | value | 95% CI |\n|---|---|---|\n{auc}\n")
+        };
         format!(
-            "Linear probe on {:.0}% of the training labels ({} samples, seed {}; L-BFGS {} iterations, {}).\n\n{}",
+            "Linear probe on {:.0}% of the training labels ({} samples, seed {}; L-BFGS {} iterations, {}).\n\n{auc}{}",
             self.fraction * 100.0,
             self.train_used,
             self.seed,
@@ -436,5 +473,6 @@ pub fn linear_probe_with(
         iterations: model.iterations,
         converged: model.converged,
         metrics,
+        auc: Vec::new(),
     })
 }

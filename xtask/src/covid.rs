@@ -1,0 +1,253 @@
+//! `cargo xtask covid [--quick]`: the real-data benchmark on the COVID-19 image data collection
+//! (`../shared/data/covid-cxr-512`), by patient-level stratified cross-validation.
+//!
+//! Per fold (5 folds, stratified by the collection's `finding`; 10% of the other folds'
+//! patients validate), three arms start from the same ImageNet EfficientNet-Lite0 and the same
+//! frozen MiniLM text encoder (the `covid-cxr` preset):
+//! - `imagenet`: no image-text training (`umcl train --init-only`): the baseline;
+//! - `umcl`: the Image-Text-Label loss with learned prompts, `steps` steps;
+//! - `clip`: CLIP's loss, no prompts, the same steps.
+//!
+//! Each arm is scored on the fold's test patients: a linear probe on the frozen pooled image
+//! features (fitted on the fold's other patients) for COVID-19 vs other findings and for
+//! pneumonia vs no finding (ROC AUC); zero-shot COVID-19 vs other (ROC AUC, hand-written
+//! prompts); image-to-text and text-to-image R@10 on the clinical notes. Intervals inside
+//! `umcl eval` resample patients. The table gives mean, sd and min over the folds.
+//!
+//! `--quick`: folds 0 and 1 of the 5, 20 steps: a smoke run of the whole pipeline (5.5 minutes
+//! on the 2-core box), not a result. `--steps N` sets the steps of the trained arms (default
+//! 150; about 2 s a step on 2 cores, so the full form takes about 60 minutes).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{cargo, setup, status, weights};
+
+/// One metric of one arm on one fold.
+struct Score {
+    arm: &'static str,
+    fold: usize,
+    metric: &'static str,
+    value: Option<f64>,
+}
+
+const METRICS: [&str; 5] = [
+    "probe AUC, COVID-19 vs other",
+    "probe AUC, pneumonia vs no finding",
+    "zero-shot AUC, COVID-19 vs other",
+    "image to text R@10",
+    "text to image R@10",
+];
+
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    let (steps, flags) = crate::parse_flag_value(args, "--steps")?;
+    let quick = crate::parse_flags(&flags, &["--quick"])?.contains(&"--quick");
+    let (folds, run_folds, default_steps): (usize, Vec<usize>, u64) = if quick {
+        (5, vec![0, 1], 20)
+    } else {
+        (5, (0..5).collect(), 150)
+    };
+    let steps = match steps {
+        None => default_steps,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n >= 1 => n,
+            _ => bail!("--steps takes a count of at least 1, got `{v}`"),
+        },
+    };
+    let metadata = root.join("../shared/data/covid-cxr-512/metadata.csv");
+    if !metadata.exists() {
+        bail!(
+            "{} is absent: this benchmark needs the shared COVID-19 collection",
+            metadata.display()
+        );
+    }
+    setup::ensure(root, false)?;
+    weights::MINILM.ensure(root)?;
+    weights::find("efficientnet-lite0")?.ensure(root)?;
+    status(cargo(root).args(["build", "--release", "--package", "umcl"]))?;
+    let umcl = root.join("target/release/umcl");
+    let out = root.join(if quick {
+        "target/covid-quick"
+    } else {
+        "target/covid"
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let manifest = out.join("manifest.jsonl");
+    let umcl_cmd = || {
+        let mut cmd = Command::new(&umcl);
+        cmd.current_dir(root);
+        cmd
+    };
+    status(
+        umcl_cmd()
+            .args(["data", "prepare", "--source", "covid-cxr", "--input"])
+            .arg(&metadata)
+            .arg("--out")
+            .arg(&manifest)
+            .arg("--skip-bad"),
+    )?;
+    let started = Instant::now();
+    let mut scores = Vec::new();
+    for &fold in &run_folds {
+        status(
+            umcl_cmd()
+                .args(["data", "split"])
+                .arg(&manifest)
+                .args(["--folds", &folds.to_string(), "--fold", &fold.to_string()])
+                .args(["--stratify", "meta.finding", "--seed", "0"]),
+        )?;
+        let split = out.join("manifest.splits.json");
+        let kept = out.join(format!("fold-{fold}.splits.json"));
+        std::fs::copy(&split, &kept).with_context(|| format!("copying {}", split.display()))?;
+        for arm in ["imagenet", "umcl", "clip"] {
+            let name = format!("{arm}-f{fold}");
+            let mut train = umcl_cmd();
+            train
+                .args(["train", "--preset", "covid-cxr", "--quiet", "--set"])
+                .arg(format!("data.manifest={}", manifest.display()))
+                .arg("--set")
+                .arg(format!("run.out_dir={}", out.join("runs").display()))
+                .args(["--set", &format!("run.name={name}")])
+                .args(["--set", &format!("run.steps={steps}")])
+                .args(["--set", &format!("run.checkpoint_every={steps}")])
+                .args(["--set", &format!("eval.every={}", steps.div_ceil(2))])
+                .args(["--set", "optim.warmup_steps=5"]);
+            match arm {
+                "imagenet" => {
+                    train.arg("--init-only");
+                }
+                "clip" => {
+                    train.args(["--set", "loss.kind=clip", "--set", "loss.prompt_weight=0"]);
+                    train.args(["--set", "model.prompt_ctx=0"]);
+                }
+                _ => {}
+            }
+            // A rerun starts the arm afresh.
+            let run_dir = out.join("runs").join(&name);
+            if run_dir.exists() {
+                std::fs::remove_dir_all(&run_dir)
+                    .with_context(|| format!("removing {}", run_dir.display()))?;
+            }
+            status(&mut train)?;
+            let eval = |task: &str, extra: &[&str], dir: &str| -> Result<Value> {
+                let results = out.join("eval").join(&name).join(dir);
+                status(
+                    umcl_cmd()
+                        .args(["eval", "--checkpoint"])
+                        .arg(&run_dir)
+                        .arg("--manifest")
+                        .arg(&manifest)
+                        .args(["--task", task, "--part", "test", "--output"])
+                        .arg(&results)
+                        .args(extra)
+                        .stdout(std::process::Stdio::null()),
+                )?;
+                let path = results.join("results.json");
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+            };
+            let task_file = "data/tasks/covid-vs-other.toml";
+            let probe_auc = |v: &Value| full_probe_auc(v);
+            let covid = eval(
+                "linear-probe",
+                &["--probe-features", "pooled", "--task-file", task_file],
+                "probe-covid",
+            )?;
+            let pneumonia = eval(
+                "linear-probe",
+                &[
+                    "--probe-features",
+                    "pooled",
+                    "--classes",
+                    "pneumonia,no_finding",
+                ],
+                "probe-pneumonia",
+            )?;
+            let zero = eval("zeroshot", &["--task-file", task_file], "zeroshot-covid")?;
+            let retrieval = eval("retrieval", &[], "retrieval")?;
+            let values = [
+                probe_auc(&covid),
+                probe_auc(&pneumonia),
+                zero["auc"]["estimate"].as_f64(),
+                retrieval["i2t"]["r10"].as_f64(),
+                retrieval["t2i"]["r10"].as_f64(),
+            ];
+            for (metric, value) in METRICS.into_iter().zip(values) {
+                scores.push(Score {
+                    arm,
+                    fold,
+                    metric,
+                    value,
+                });
+            }
+        }
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let table = table(&scores, &run_folds);
+    let text = format!(
+        "# `cargo xtask covid{}`\n\n{} of {folds} folds (stratified by finding, split seed 0), {steps} \
+         steps per trained arm, {minutes:.1} min after the release build.\n\n{table}",
+        if quick { " --quick" } else { "" },
+        run_folds.len()
+    );
+    print!("\n{text}");
+    let path = out.join("results.md");
+    setup::write_atomic(&path, text.as_bytes())?;
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}
+
+/// The ROC AUC of the first class of a linear probe fitted on all the training labels.
+fn full_probe_auc(results: &Value) -> Option<f64> {
+    results
+        .as_array()?
+        .iter()
+        .find(|r| r["fraction"].as_f64() == Some(1.0))?["auc"]
+        .get(0)?["estimate"]
+        .as_f64()
+}
+
+/// Per metric and arm: each fold's value, then mean, sd and min over the folds.
+fn table(scores: &[Score], folds: &[usize]) -> String {
+    let mut out = String::from("| metric | arm |");
+    for f in folds {
+        out.push_str(&format!(" fold {f} |"));
+    }
+    out.push_str(" mean | sd | min |\n|---|---|");
+    out.push_str(&"---|".repeat(folds.len() + 3));
+    out.push('\n');
+    for metric in METRICS {
+        for arm in ["imagenet", "umcl", "clip"] {
+            let values: Vec<Option<f64>> = folds
+                .iter()
+                .map(|&f| {
+                    scores
+                        .iter()
+                        .find(|s| s.arm == arm && s.fold == f && s.metric == metric)
+                        .and_then(|s| s.value)
+                })
+                .collect();
+            out.push_str(&format!("| {metric} | {arm} |"));
+            for v in &values {
+                out.push_str(&format!(" {} |", fmt(*v)));
+            }
+            let present: Vec<f64> = values.iter().flatten().copied().collect();
+            match crate::train::stats(&present) {
+                Some([mean, sd, min, _]) => {
+                    out.push_str(&format!(" {mean:.3} | {sd:.3} | {min:.3} |\n"))
+                }
+                None => out.push_str(" - | - | - |\n"),
+            }
+        }
+    }
+    out
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
