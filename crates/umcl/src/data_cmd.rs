@@ -452,12 +452,12 @@ fn create_parent(path: &Path) -> Result<()> {
     }
 }
 
+/// What a sample's stratum is, for `--stratify`.
+type Stratum = Box<dyn Fn(&umcl_data::sample::Sample) -> String>;
+
 /// The stratum of a sample for `--stratify`: `labels` (its positive label keys), `meta.NAME`
 /// or `none`.
-fn stratum_of(
-    how: &str,
-    keys: &[String],
-) -> Result<Box<dyn Fn(&umcl_data::sample::Sample) -> String>> {
+fn stratum_of(how: &str, keys: &[String]) -> Result<Stratum> {
     let keys = keys.to_vec();
     Ok(match how {
         "none" => Box::new(|_| String::new()),
