@@ -187,7 +187,11 @@ fn with_findings(mut samples: Vec<Sample>) -> Vec<Sample> {
             .as_deref()
             .and_then(|p| p[1..].parse().ok())
             .unwrap_or(0);
-        let finding = if p.is_multiple_of(5) { "rare" } else { "common" };
+        let finding = if p.is_multiple_of(5) {
+            "rare"
+        } else {
+            "common"
+        };
         s.meta.insert("finding".into(), finding.into());
     }
     samples
