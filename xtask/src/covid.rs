@@ -8,6 +8,11 @@
 //! - `umcl`: the Image-Text-Label loss with learned prompts, `steps` steps;
 //! - `clip`: CLIP's loss, no prompts, the same steps.
 //!
+//! `--arms a,b,...` picks among these and two more Image-Text-Label target kinds, for the
+//! preset's choice of target on single-label data: `umcl-fnm` (CLIP's identity target with
+//! false-negative masking: pairs with the same labels are no negatives) and `umcl-soft` (soft
+//! targets from label similarity), both with learned prompts.
+//!
 //! Each arm is scored on the fold's test patients: a linear probe on the frozen pooled image
 //! features (fitted on the fold's other patients) for COVID-19 vs other findings and for
 //! pneumonia vs no finding (ROC AUC); zero-shot COVID-19 vs other (ROC AUC, hand-written
@@ -27,6 +32,25 @@ use serde_json::Value;
 
 use crate::{cargo, setup, status, weights};
 
+/// The arms `--arms` may name, with what each sets on top of the `covid-cxr` preset.
+const ARMS: [(&str, &[&str]); 5] = [
+    ("imagenet", &[]),
+    ("umcl", &[]),
+    (
+        "clip",
+        &[
+            "loss.kind=clip",
+            "loss.prompt_weight=0",
+            "model.prompt_ctx=0",
+        ],
+    ),
+    (
+        "umcl-fnm",
+        &["loss.target=identity", "loss.false_negative_threshold=1.0"],
+    ),
+    ("umcl-soft", &["loss.target=soft"]),
+];
+
 /// One metric of one arm on one fold.
 struct Score {
     arm: &'static str,
@@ -45,6 +69,22 @@ const METRICS: [&str; 5] = [
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let (steps, flags) = crate::parse_flag_value(args, "--steps")?;
+    let (arms, flags) = crate::parse_flag_value(&flags, "--arms")?;
+    let arms: Vec<&'static str> = match arms {
+        None => vec!["imagenet", "umcl", "clip"],
+        Some(list) => list
+            .split(',')
+            .map(|a| {
+                ARMS.iter()
+                    .find(|(name, _)| *name == a.trim())
+                    .map(|(name, _)| *name)
+                    .with_context(|| {
+                        let names: Vec<&str> = ARMS.iter().map(|(n, _)| *n).collect();
+                        format!("--arms: unknown arm `{a}` (arms: {})", names.join(", "))
+                    })
+            })
+            .collect::<Result<_>>()?,
+    };
     let quick = crate::parse_flags(&flags, &["--quick"])?.contains(&"--quick");
     let (folds, run_folds, default_steps): (usize, Vec<usize>, u64) = if quick {
         (5, vec![0, 1], 20)
@@ -103,7 +143,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         let split = out.join("manifest.splits.json");
         let kept = out.join(format!("fold-{fold}.splits.json"));
         std::fs::copy(&split, &kept).with_context(|| format!("copying {}", split.display()))?;
-        for arm in ["imagenet", "umcl", "clip"] {
+        for &arm in &arms {
             let name = format!("{arm}-f{fold}");
             let mut train = umcl_cmd();
             train
@@ -116,15 +156,15 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 .args(["--set", &format!("run.checkpoint_every={steps}")])
                 .args(["--set", &format!("eval.every={}", steps.div_ceil(2))])
                 .args(["--set", "optim.warmup_steps=5"]);
-            match arm {
-                "imagenet" => {
-                    train.arg("--init-only");
-                }
-                "clip" => {
-                    train.args(["--set", "loss.kind=clip", "--set", "loss.prompt_weight=0"]);
-                    train.args(["--set", "model.prompt_ctx=0"]);
-                }
-                _ => {}
+            if arm == "imagenet" {
+                train.arg("--init-only");
+            }
+            let sets = ARMS
+                .iter()
+                .find(|(n, _)| *n == arm)
+                .map_or(&[][..], |a| a.1);
+            for set in sets {
+                train.args(["--set", set]);
             }
             // A rerun starts the arm afresh.
             let run_dir = out.join("runs").join(&name);
@@ -188,7 +228,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         }
     }
     let minutes = started.elapsed().as_secs_f64() / 60.0;
-    let table = table(&scores, &run_folds);
+    let table = table(&scores, &arms, &run_folds);
     let text = format!(
         "# `cargo xtask covid{}`\n\n{} of {folds} folds (stratified by finding, split seed 0), {steps} \
          steps per trained arm, {minutes:.1} min after the release build.\n\n{table}",
@@ -213,7 +253,7 @@ fn full_probe_auc(results: &Value) -> Option<f64> {
 }
 
 /// Per metric and arm: each fold's value, then mean, sd and min over the folds.
-fn table(scores: &[Score], folds: &[usize]) -> String {
+fn table(scores: &[Score], arms: &[&str], folds: &[usize]) -> String {
     let mut out = String::from("| metric | arm |");
     for f in folds {
         out.push_str(&format!(" fold {f} |"));
@@ -222,7 +262,7 @@ fn table(scores: &[Score], folds: &[usize]) -> String {
     out.push_str(&"---|".repeat(folds.len() + 3));
     out.push('\n');
     for metric in METRICS {
-        for arm in ["imagenet", "umcl", "clip"] {
+        for &arm in arms {
             let values: Vec<Option<f64>> = folds
                 .iter()
                 .map(|&f| {

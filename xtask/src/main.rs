@@ -59,13 +59,15 @@ commands:
                      writes target/bench/results.json and results.md
                      groups: data models losses train-step (default: all of these),
                      labeler images losses-vs-torch (parts); --list describes them
-  covid [--quick] [--steps N]
+  covid [--quick] [--steps N] [--arms A,B,...]
                      the real-data benchmark on ../shared/data/covid-cxr-512: patient-level
                      stratified 5-fold cross-validation of three arms from the same ImageNet
                      start (no image-text training, UMCL, CLIP): linear-probe and zero-shot
                      AUC, retrieval R@10; mean, sd, min over folds in target/covid/results.md
                      --quick: folds 0 and 1, 20 steps (a smoke run, target/covid-quick)
                      --steps N: steps of the trained arms (default 150)
+                     --arms: among imagenet, umcl, clip (the default three), umcl-fnm
+                     (identity target + false-negative masking), umcl-soft (soft targets)
   fuzz [--seconds N] [TARGET]...
                      the stable-Rust fuzzer (crates/umcl-fuzz) over each input reader for N
                      seconds (default 600): labeler csv jsonl manifest config image
