@@ -16,7 +16,9 @@
 //! Each arm is scored on the fold's test patients: a linear probe on the frozen pooled image
 //! features (fitted on the fold's other patients) for COVID-19 vs other findings and for
 //! pneumonia vs no finding (ROC AUC); zero-shot COVID-19 vs other (ROC AUC, hand-written
-//! prompts); image-to-text and text-to-image R@10 on the clinical notes. Intervals inside
+//! prompts); image-to-text and text-to-image R@10 on the notes. The text, in training and in
+//! retrieval, is the imaging part of each clinical note (`umcl data prepare --notes imaging`: the
+//! sentences the labeler reads as radiological), up to the preset's 128 tokens. Intervals inside
 //! `umcl eval` resample patients. The table gives mean, sd and min over the folds.
 //!
 //! `--quick`: folds 0 and 1 of the 5, 20 steps: a smoke run of the whole pipeline (5.5 minutes
@@ -128,7 +130,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             .arg(&metadata)
             .arg("--out")
             .arg(&manifest)
-            .arg("--skip-bad"),
+            .args(["--skip-bad", "--notes", "imaging"]),
     )?;
     let started = Instant::now();
     let mut scores = Vec::new();

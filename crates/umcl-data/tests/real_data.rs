@@ -87,6 +87,7 @@ fn covid_real_metadata() {
     let options = covid::CovidOptions {
         csv_file,
         image_root: None,
+        notes: covid::CovidNotes::Full,
     };
     // Five rows repeat an earlier row's image file under another patient id: strict reading
     // stops at the first (physical line 558; clinical notes span lines).

@@ -297,6 +297,7 @@ fn covid_findings_map_and_raw_finding_is_kept() {
     let options = covid::CovidOptions {
         csv_file: fixture("covid/metadata.csv"),
         image_root: None,
+        notes: covid::CovidNotes::Full,
     };
     let prepared = covid::prepare(&options, &schema, STRICT).unwrap();
     let summary: Vec<String> = prepared
@@ -333,11 +334,37 @@ fn covid_findings_map_and_raw_finding_is_kept() {
 }
 
 #[test]
+fn covid_imaging_notes_keep_the_radiological_sentences() {
+    let schema = Schema::chest_xray();
+    let options = covid::CovidOptions {
+        csv_file: fixture("covid/metadata.csv"),
+        image_root: None,
+        notes: covid::CovidNotes::Imaging,
+    };
+    let prepared = covid::prepare(&options, &schema, STRICT).unwrap();
+    let texts: Vec<Option<&str>> = prepared.samples.iter().map(|s| s.text.as_deref()).collect();
+    assert_eq!(
+        texts,
+        [
+            Some(
+                "Chest radiographs obtained on admission showed an infiltrate in the upper lobe \
+                 of the left lung"
+            ),
+            Some("Bilateral opacities."),
+            None,
+            None,
+            Some("Lobar consolidation."),
+        ]
+    );
+}
+
+#[test]
 fn covid_bad_rows() {
     let schema = Schema::chest_xray();
     let options = covid::CovidOptions {
         csv_file: fixture("covid/bad.csv"),
         image_root: None,
+        notes: covid::CovidNotes::Full,
     };
     let prepared = covid::prepare(&options, &schema, SKIP).unwrap();
     assert_eq!(prepared.samples.len(), 1);

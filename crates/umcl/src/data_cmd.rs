@@ -110,6 +110,10 @@ struct PrepareArgs {
     /// generic: the separator of --label-list-col [default: |]
     #[arg(long, value_name = "SEP")]
     list_sep: Option<String>,
+    /// covid-cxr: the text is the whole clinical note (`full`) or its imaging part
+    /// (`imaging`: the sentences the built-in labeler reads as radiological) [default: full]
+    #[arg(long, value_parser = ["full", "imaging"])]
+    notes: Option<String>,
 }
 
 #[derive(Args)]
@@ -179,9 +183,11 @@ impl PrepareArgs {
             ("--label-list-col", self.label_list_col.is_some()),
             ("--list-sep", self.list_sep.is_some()),
         ];
+        let covid = [("--notes", self.notes.is_some())];
         for (owner, flags) in [
             (SourceKind::MimicCxr, &mimic[..]),
             (SourceKind::Generic, &generic[..]),
+            (SourceKind::CovidCxr, &covid[..]),
         ] {
             if kind != owner {
                 if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
@@ -238,6 +244,10 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
             &covid::CovidOptions {
                 csv_file: args.single_input(),
                 image_root,
+                notes: match args.notes.as_deref() {
+                    Some("imaging") => covid::CovidNotes::Imaging,
+                    _ => covid::CovidNotes::Full,
+                },
             },
             &schema,
             read,

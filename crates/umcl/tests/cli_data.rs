@@ -230,6 +230,10 @@ fn misuse_is_explained() {
             &["--source", "covid-cxr", "--input", &input, "--input", &input, "--out", out],
             "umcl: error: --source covid-cxr takes one --input (only chexpert takes several)\n",
         ),
+        (
+            &["--source", "iu-xray", "--input", &input, "--out", out, "--notes", "imaging"],
+            "umcl: error: --notes applies only to --source covid-cxr\n",
+        ),
     ];
     for (args, expected) in cases {
         let mut all = vec!["data", "prepare"];

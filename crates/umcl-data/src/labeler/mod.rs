@@ -37,6 +37,7 @@
 //! ```
 
 mod compile;
+mod imaging;
 mod rules;
 mod scan;
 

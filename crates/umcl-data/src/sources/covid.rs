@@ -1,6 +1,7 @@
 //! The COVID-19 image data collection (`metadata.csv`, Cohen et al. 2020).
 //!
-//! One X-ray per row. Text is `clinical_notes` (empty: no text, not an error). The patient is
+//! One X-ray per row. Text is `clinical_notes` (empty: no text, not an error), whole or, with
+//! [`CovidNotes::Imaging`], only its imaging part ([`Labeler::imaging_part`]). The patient is
 //! `patientid`. The image is the `image` column (as in `shared/data/covid-cxr-512`) or else
 //! `images/` + `filename`, relative to the CSV's directory. A row whose `modality` is not X-ray
 //! (CT in the full collection) is a bad row: an error, or skipped with `skip_bad`. The sample id
@@ -21,16 +22,30 @@ use super::{
     check_image, dir_of, meta_columns, read_meta, Collector, CsvTable, Prepared, ReadOptions,
 };
 use crate::error::Result;
+use crate::labeler::Labeler;
 use crate::sample::Sample;
 use crate::schema::{LabelState, Schema};
 
-/// Where the COVID-19 collection's files are.
+/// Where the COVID-19 collection's files are, and which part of the notes is the text.
 #[derive(Debug, Clone, Default)]
 pub struct CovidOptions {
     /// `metadata.csv`.
     pub csv_file: PathBuf,
     /// The folder image paths are relative to (default: the CSV's directory).
     pub image_root: Option<PathBuf>,
+    /// Which part of `clinical_notes` becomes the sample's text.
+    pub notes: CovidNotes,
+}
+
+/// Which part of a row's `clinical_notes` becomes the sample's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CovidNotes {
+    /// The whole note (history, course, treatment and imaging).
+    #[default]
+    Full,
+    /// The sentences the built-in labeler reads as radiological ([`Labeler::imaging_part`]);
+    /// a note without any leaves the sample without text.
+    Imaging,
 }
 
 /// Reads the collection's `metadata.csv`.
@@ -57,6 +72,7 @@ pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Re
         .image_root
         .clone()
         .unwrap_or_else(|| dir_of(csv_path));
+    let labeler = (options.notes == CovidNotes::Imaging).then(Labeler::builtin);
     let mut collector = Collector::new(read);
     collector.read_rows(&mut table, csv_path, |row, read| {
             if let Some(col) = modality_col {
@@ -79,7 +95,11 @@ pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Re
             let mut sample = Sample::new(id, "covid-cxr", schema);
             sample.patient_id = Some(row.required(patient_col)?.to_string());
             sample.image = Some(check_image(read, root.join(&rel), csv_path, row.line)?);
-            sample.set_text(row.get(notes_col)?);
+            let notes = row.get(notes_col)?;
+            match &labeler {
+                Some(labeler) => sample.set_text(&labeler.imaging_part(notes)),
+                None => sample.set_text(notes),
+            }
             let finding = row.required(finding_col)?;
             for part in finding
                 .split([',', '/'])
