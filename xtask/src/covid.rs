@@ -15,8 +15,8 @@
 //!
 //! Each arm is scored on the fold's test patients: a linear probe on the frozen pooled image
 //! features (fitted on the fold's other patients) for COVID-19 vs other findings and for
-//! pneumonia vs no finding (ROC AUC); zero-shot COVID-19 vs other (ROC AUC, hand-written
-//! prompts); image-to-text and text-to-image R@10 on the notes. The text, in training and in
+//! pneumonia vs no finding (ROC AUC); zero-shot ROC AUC of the same two tasks (hand-written
+//! prompts, `data/tasks/*.toml`); image-to-text and text-to-image R@10 on the notes. The text, in training and in
 //! retrieval, is the imaging part of each clinical note (`umcl data prepare --notes imaging`: the
 //! sentences the labeler reads as radiological), up to the preset's 128 tokens. Intervals inside
 //! `umcl eval` resample patients. The table gives mean, sd and min over the folds.
@@ -61,10 +61,11 @@ struct Score {
     value: Option<f64>,
 }
 
-const METRICS: [&str; 5] = [
+const METRICS: [&str; 6] = [
     "probe AUC, COVID-19 vs other",
     "probe AUC, pneumonia vs no finding",
     "zero-shot AUC, COVID-19 vs other",
+    "zero-shot AUC, pneumonia vs no finding",
     "image to text R@10",
     "text to image R@10",
 ];
@@ -211,11 +212,17 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 "probe-pneumonia",
             )?;
             let zero = eval("zeroshot", &["--task-file", task_file], "zeroshot-covid")?;
+            let zero_pneumonia = eval(
+                "zeroshot",
+                &["--task-file", "data/tasks/pneumonia-vs-no-finding.toml"],
+                "zeroshot-pneumonia",
+            )?;
             let retrieval = eval("retrieval", &[], "retrieval")?;
             let values = [
                 probe_auc(&covid),
                 probe_auc(&pneumonia),
                 zero["auc"]["estimate"].as_f64(),
+                zero_pneumonia["auc"]["estimate"].as_f64(),
                 retrieval["i2t"]["r10"].as_f64(),
                 retrieval["t2i"]["r10"].as_f64(),
             ];
