@@ -299,7 +299,7 @@ fn covid_findings_map_and_raw_finding_is_kept() {
         image_root: None,
         notes: covid::CovidNotes::Full,
     };
-    let prepared = covid::prepare(&options, &schema, STRICT).unwrap();
+    let prepared = covid::prepare(&options, &schema, SKIP).unwrap();
     let summary: Vec<String> = prepared
         .samples
         .iter()
@@ -319,7 +319,7 @@ fn covid_findings_map_and_raw_finding_is_kept() {
         [
             r#"a-covid_jpeg patient=2 text=true finding=COVID-19 ["pneumonia=1"]"#,
             r#"b-covid_jpeg patient=2 text=true finding=COVID-19, ARDS ["lung_opacity=1", "pneumonia=1"]"#,
-            r#"c-todo_png patient=5 text=false finding=todo []"#,
+            r#"c-todo_png patient=5 text=true finding=todo []"#,
             r#"d-normal_jpg patient=6 text=false finding=No Finding ["no_finding=1"]"#,
             r#"e-strep_jpg patient=7 text=true finding=Streptococcus ["pneumonia=1"]"#,
         ]
@@ -331,6 +331,14 @@ fn covid_findings_map_and_raw_finding_is_kept() {
     );
     assert_eq!(b.meta["view"], "AP Supine");
     assert_eq!(b.meta["license"], "CC BY");
+    // No label and no text: nothing to train on, a bad row.
+    assert_eq!(
+        messages(&prepared.skipped),
+        [
+            "covid/metadata.csv:8: nothing to train on: finding `todo` gives no label and the row \
+          has no clinical notes (pass --skip-bad to leave such rows out)"
+        ]
+    );
 }
 
 #[test]
@@ -341,7 +349,7 @@ fn covid_imaging_notes_keep_the_radiological_sentences() {
         image_root: None,
         notes: covid::CovidNotes::Imaging,
     };
-    let prepared = covid::prepare(&options, &schema, STRICT).unwrap();
+    let prepared = covid::prepare(&options, &schema, SKIP).unwrap();
     let texts: Vec<Option<&str>> = prepared.samples.iter().map(|s| s.text.as_deref()).collect();
     assert_eq!(
         texts,
@@ -352,9 +360,25 @@ fn covid_imaging_notes_keep_the_radiological_sentences() {
             ),
             Some("Bilateral opacities."),
             None,
-            None,
             Some("Lobar consolidation."),
         ]
+    );
+    // The `todo` row's note is history only: with no imaging sentence and no label, it is left
+    // out and reported, as is the `todo` row without notes.
+    let skipped = messages(&prepared.skipped);
+    assert_eq!(skipped.len(), 2);
+    assert_eq!(
+        skipped[0],
+        "covid/metadata.csv:5: nothing to train on: finding `todo` gives no label and its \
+         clinical notes have no imaging sentence (pass --skip-bad to leave such rows out)"
+    );
+    assert!(skipped[1].starts_with("covid/metadata.csv:8: nothing to train on"));
+    // Without --skip-bad the first such row stops the read, naming its line.
+    let err = covid::prepare(&options, &schema, STRICT).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("metadata.csv:5: nothing to train on"),
+        "{err}"
     );
 }
 

@@ -13,8 +13,10 @@
 //! MERS, influenza, varicella, and the bacterial and fungal pneumonias (Streptococcus,
 //! Klebsiella, Legionella, Mycoplasma, Pneumocystis, E.Coli, Lipoid, ...) are pneumonia
 //! positive; `No Finding` is no_finding positive; ARDS is lung_opacity positive; `todo` (not yet
-//! labelled) leaves every label unmentioned. An unknown finding is a bad row. The raw string is
-//! kept in `meta["finding"]`, with `view`, `offset`, `sex`, `age` and `license` where present.
+//! labelled) leaves every label unmentioned. An unknown finding is a bad row, and so is a row
+//! with no label and no text (a `todo` finding with no notes, or with no imaging sentence in
+//! them under [`CovidNotes::Imaging`]): nothing to train on. The raw string is kept in
+//! `meta["finding"]`, with `view`, `offset`, `sex`, `age` and `license` where present.
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +46,7 @@ pub enum CovidNotes {
     #[default]
     Full,
     /// The sentences the built-in labeler reads as radiological ([`Labeler::imaging_part`]);
-    /// a note without any leaves the sample without text.
+    /// a note without any leaves the sample without text (a bad row if it has no label either).
     Imaging,
 }
 
@@ -114,6 +116,16 @@ pub fn prepare(options: &CovidOptions, schema: &Schema, read: ReadOptions) -> Re
                 for &index in targets {
                     sample.labels[index] = LabelState::Positive;
                 }
+            }
+            if sample.text.is_none() && !sample.has_labels() {
+                let why = match options.notes {
+                    CovidNotes::Full => "the row has no clinical notes",
+                    CovidNotes::Imaging => "its clinical notes have no imaging sentence",
+                };
+                return Err(row.error(format!(
+                    "nothing to train on: finding `{finding}` gives no label and {why} \
+                     (pass --skip-bad to leave such rows out)"
+                )));
             }
             sample.meta.insert("finding".into(), finding.to_string());
             read_meta(row, &meta_cols, &mut sample)?;
