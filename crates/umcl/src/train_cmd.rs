@@ -129,11 +129,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         return Ok(()); // rank 0 reports for the run
     }
     outln!("run directory: {}", summary.run_dir.display());
-    outln!(
-        "steps: {}, final loss {:.4}",
-        summary.steps,
-        summary.final_loss
-    );
+    if summary.steps == 0 {
+        outln!("steps: 0 (the initial model, saved as checkpoint 0)");
+    } else {
+        outln!(
+            "steps: {}, final loss {:.4}",
+            summary.steps,
+            summary.final_loss
+        );
+    }
     if let Some((auc, step)) = summary.best {
         outln!("best validation mean AUC: {auc:.4} (step {step})");
     }

@@ -816,6 +816,12 @@ fn the_initial_model_is_a_checkpoint_and_a_fold_probe_scores_only_the_test_patie
     // --init-only: checkpoint 0, no step trained.
     let out = train_run(&cfg, "init", &["--init-only"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("steps: 0 (the initial model, saved as checkpoint 0)")
+            && !said.contains("NaN"),
+        "{said}"
+    );
     let run = dir.path().join("runs/init");
     assert!(run
         .join("checkpoints/step-00000000/model.safetensors")
