@@ -26,8 +26,8 @@
 //!
 //! `--steps N` sets the steps of the trained arms (default 100, about 7 epochs). On the 2-core
 //! box, after the release build, three arms took 39.3 minutes (on the whole notes) and five
-//! arms, four of them trained, 70.1 minutes (on their imaging part). `--quick`: folds 0 and 1 of the 5, 20 steps: a smoke run of the
-//! whole pipeline (5.5 minutes), not a result.
+//! arms, four of them trained, 70.1 minutes (on their imaging part). `--quick`: folds 0 and 1
+//! of the 5, 20 steps: a smoke run of the whole pipeline (5.5 minutes), not a result.
 
 use std::path::Path;
 use std::process::Command;
@@ -150,7 +150,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let started = Instant::now();
     let mut scores = Vec::new();
     // Image-note pairs of each fold's test part: chance R@10 is 10 / pairs.
-    let mut pairs: Vec<u64> = Vec::new();
+    let mut pairs: Vec<Option<u64>> = Vec::new();
     for &fold in &run_folds {
         status(
             umcl_cmd()
@@ -235,7 +235,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             )?;
             let retrieval = eval("retrieval", &[], "retrieval")?;
             if arm == arms[0] {
-                pairs.push(retrieval["pairs"].as_u64().unwrap_or(0));
+                pairs.push(retrieval["pairs"].as_u64());
             }
             let values = [
                 probe_auc(&covid),
@@ -259,7 +259,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let table = table(&scores, &arms, &run_folds);
     let chance: Vec<String> = pairs
         .iter()
-        .map(|&n| format!("{n} ({})", fmt((n > 0).then(|| (10.0 / n as f64).min(1.0)))))
+        .map(|&n| match n {
+            Some(n) if n > 0 => format!("{n} ({:.3})", (10.0 / n as f64).min(1.0)),
+            _ => "-".into(),
+        })
         .collect();
     let text = format!(
         "# `cargo xtask covid{}`\n\n{} of {folds} folds (stratified by finding, split seed 0), {steps} \
