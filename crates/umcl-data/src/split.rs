@@ -125,6 +125,54 @@ pub struct FoldSpec {
     pub stratify: String,
 }
 
+/// What a sample's stratum is, for [`Split::fold`].
+pub type Stratum = Box<dyn Fn(&Sample) -> String + Send + Sync>;
+
+/// The stratum `how` names, as `umcl data split --stratify` takes it: `labels` (the sample's
+/// positive keys among `keys`, the manifest's label keys, joined by `+`), `meta.NAME` (the
+/// metadata field NAME, empty when absent) or `none` (one stratum).
+///
+/// ```
+/// use umcl_data::sample::Sample;
+/// use umcl_data::schema::{LabelState, Schema};
+/// use umcl_data::split::stratum;
+///
+/// let schema = Schema::chest_xray();
+/// let keys: Vec<String> = schema.keys().map(String::from).collect();
+/// let mut sample = Sample::new("s1", "demo", &schema);
+/// sample.labels[schema.index_of("edema").unwrap()] = LabelState::Positive;
+/// sample.meta.insert("finding".into(), "Pneumonia".into());
+/// assert_eq!(stratum("labels", &keys)?(&sample), "edema");
+/// assert_eq!(stratum("meta.finding", &keys)?(&sample), "Pneumonia");
+/// assert!(stratum("colour", &keys).is_err());
+/// # Ok::<(), umcl_data::error::DataError>(())
+/// ```
+pub fn stratum(how: &str, keys: &[String]) -> Result<Stratum> {
+    let keys = keys.to_vec();
+    Ok(match how {
+        "none" => Box::new(|_| String::new()),
+        "labels" => Box::new(move |s| {
+            keys.iter()
+                .zip(&s.labels)
+                .filter(|(_, st)| **st == crate::schema::LabelState::Positive)
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        }),
+        other => match other.strip_prefix("meta.") {
+            Some(field) if !field.is_empty() => {
+                let field = field.to_string();
+                Box::new(move |s| s.meta.get(&field).cloned().unwrap_or_default())
+            }
+            _ => {
+                return Err(DataError::Invalid(format!(
+                    "stratify `{other}`: expected labels, meta.NAME or none"
+                )))
+            }
+        },
+    })
+}
+
 /// A split of one manifest's samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {

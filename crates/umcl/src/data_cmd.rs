@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use umcl_data::manifest::{self, Manifest, ManifestReader, SourceStats, Stats};
+use umcl_data::manifest::{Manifest, ManifestReader, SourceStats, Stats};
 use umcl_data::schema::Schema;
 use umcl_data::sources::{
-    chestxray14, chexpert, covid, generic, iu_xray, mimic, Prepared, ReadOptions, SourceKind,
+    chestxray14, chexpert, covid, generic, iu_xray, mimic, Prepared, ReadOptions, Source,
+    SourceKind,
 };
 use umcl_data::split::{self, Part, Split, SplitSpec};
 
@@ -215,61 +216,41 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
         check_images: !args.no_check_images,
     };
     let image_root = args.images.clone();
-    let prepared: Prepared = match kind {
-        SourceKind::Chexpert => chexpert::prepare(
-            &chexpert::ChexpertOptions {
-                csv_files: args.inputs.clone(),
-                image_root,
+    let source = match kind {
+        SourceKind::Chexpert => Source::Chexpert(chexpert::ChexpertOptions {
+            csv_files: args.inputs.clone(),
+            image_root,
+        }),
+        SourceKind::ChestXray14 => Source::ChestXray14(chestxray14::Chestxray14Options {
+            csv_file: args.single_input(),
+            image_root,
+        }),
+        SourceKind::IuXray => Source::IuXray(iu_xray::IuXrayOptions {
+            csv_file: args.single_input(),
+            image_root,
+        }),
+        SourceKind::CovidCxr => Source::CovidCxr(covid::CovidOptions {
+            csv_file: args.single_input(),
+            image_root,
+            notes: match args.notes.as_deref() {
+                Some("imaging") => covid::CovidNotes::Imaging,
+                _ => covid::CovidNotes::Full,
             },
-            &schema,
-            read,
-        )?,
-        SourceKind::ChestXray14 => chestxray14::prepare(
-            &chestxray14::Chestxray14Options {
-                csv_file: args.single_input(),
-                image_root,
-            },
-            &schema,
-            read,
-        )?,
-        SourceKind::IuXray => iu_xray::prepare(
-            &iu_xray::IuXrayOptions {
-                csv_file: args.single_input(),
-                image_root,
-            },
-            &schema,
-            read,
-        )?,
-        SourceKind::CovidCxr => covid::prepare(
-            &covid::CovidOptions {
-                csv_file: args.single_input(),
-                image_root,
-                notes: match args.notes.as_deref() {
-                    Some("imaging") => covid::CovidNotes::Imaging,
-                    _ => covid::CovidNotes::Full,
-                },
-            },
-            &schema,
-            read,
-        )?,
+        }),
         SourceKind::MimicCxr => {
             if image_root.is_some() {
                 bail!("--images does not apply to mimic-cxr: images are under INPUT/files");
             }
-            mimic::prepare(
-                &mimic::MimicOptions {
-                    root: args.single_input(),
-                    metadata: args.metadata.clone(),
-                    labels: args.labels.clone(),
-                    label_set: match args.label_set.as_deref() {
-                        Some("negbio") => mimic::MimicLabels::Negbio,
-                        _ => mimic::MimicLabels::Chexpert,
-                    },
-                    reports: args.reports.clone(),
+            Source::MimicCxr(mimic::MimicOptions {
+                root: args.single_input(),
+                metadata: args.metadata.clone(),
+                labels: args.labels.clone(),
+                label_set: match args.label_set.as_deref() {
+                    Some("negbio") => mimic::MimicLabels::Negbio,
+                    _ => mimic::MimicLabels::Chexpert,
                 },
-                &schema,
-                read,
-            )?
+                reports: args.reports.clone(),
+            })
         }
         SourceKind::Generic => {
             if args.label_cols.is_empty() && args.label_list_col.is_none() {
@@ -277,31 +258,28 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
                     "umcl: note: no --label-cols or --label-list-col: every label is unmentioned"
                 );
             }
-            generic::prepare(
-                &generic::GenericOptions {
-                    file: args.single_input(),
-                    format: match args.format.as_deref() {
-                        Some("jsonl") => Some(generic::GenericFormat::Jsonl),
-                        Some(_) => Some(generic::GenericFormat::Csv),
-                        None => None,
-                    },
-                    source_name: args.source_name.clone(),
-                    id: args.id_col.clone(),
-                    patient: args.patient_col.clone(),
-                    image: args.image_col.clone(),
-                    text: args.text_col.clone(),
-                    label_columns: args.label_cols.clone(),
-                    label_list: args.label_list_col.clone(),
-                    list_separator: args.list_sep.clone(),
-                    image_root,
+            Source::Generic(generic::GenericOptions {
+                file: args.single_input(),
+                format: match args.format.as_deref() {
+                    Some("jsonl") => Some(generic::GenericFormat::Jsonl),
+                    Some(_) => Some(generic::GenericFormat::Csv),
+                    None => None,
                 },
-                &schema,
-                read,
-            )?
+                source_name: args.source_name.clone(),
+                id: args.id_col.clone(),
+                patient: args.patient_col.clone(),
+                image: args.image_col.clone(),
+                text: args.text_col.clone(),
+                label_columns: args.label_cols.clone(),
+                label_list: args.label_list_col.clone(),
+                list_separator: args.list_sep.clone(),
+                image_root,
+            })
         }
     };
+    let prepared: Prepared = source.prepare(&schema, read)?;
     create_parent(&args.out)?;
-    manifest::write_manifest(&args.out, &schema, &prepared.samples)?;
+    let list = prepared.write(&args.out, &schema)?;
     let total = Stats::count(&prepared.samples, schema.len()).total();
     let mut out = String::new();
     writeln!(
@@ -315,22 +293,8 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
         total.with_text,
         total.with_labels
     )?;
-    // The full list of skipped rows goes next to the manifest; a list from an earlier run that
-    // skipped rows is removed when this one skipped none.
-    let list = manifest::sibling_path(&args.out, ".skipped.txt");
-    if prepared.skipped.is_empty() {
-        if list.exists() {
-            std::fs::remove_file(&list)
-                .with_context(|| format!("cannot remove the stale {}", list.display()))?;
-        }
-    } else {
+    if let Some(list) = list {
         const SHOWN: usize = 20;
-        let text: String = prepared
-            .skipped
-            .iter()
-            .map(|err| format!("{err}\n"))
-            .collect();
-        umcl_fs::write_atomic(&list, text.as_bytes())?;
         writeln!(
             out,
             "skipped {} bad rows (--skip-bad):",
@@ -462,38 +426,11 @@ fn create_parent(path: &Path) -> Result<()> {
     }
 }
 
-/// What a sample's stratum is, for `--stratify`.
-type Stratum = Box<dyn Fn(&umcl_data::sample::Sample) -> String>;
-
-/// The stratum of a sample for `--stratify`: `labels` (its positive label keys), `meta.NAME`
-/// or `none`.
-fn stratum_of(how: &str, keys: &[String]) -> Result<Stratum> {
-    let keys = keys.to_vec();
-    Ok(match how {
-        "none" => Box::new(|_| String::new()),
-        "labels" => Box::new(move |s| {
-            keys.iter()
-                .zip(&s.labels)
-                .filter(|(_, st)| **st == umcl_data::schema::LabelState::Positive)
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>()
-                .join("+")
-        }),
-        other => match other.strip_prefix("meta.") {
-            Some(field) if !field.is_empty() => {
-                let field = field.to_string();
-                Box::new(move |s| s.meta.get(&field).cloned().unwrap_or_default())
-            }
-            _ => bail!("--stratify `{other}`: expected labels, meta.NAME or none"),
-        },
-    })
-}
-
 fn split_cmd(args: &SplitArgs) -> Result<()> {
     let manifest = Manifest::read(&args.manifest)?;
     let split = match (args.folds, args.fold) {
         (Some(folds), Some(fold)) => {
-            let stratum = stratum_of(&args.stratify, &manifest.header.keys)?;
+            let stratum = split::stratum(&args.stratify, &manifest.header.keys)?;
             let fold_spec = split::FoldSpec {
                 seed: args.seed,
                 folds,

@@ -61,6 +61,86 @@ pub struct Prepared {
     pub skipped: Vec<DataError>,
 }
 
+impl Prepared {
+    /// Writes the samples as a manifest at `path` (atomically) and the skipped rows, one per
+    /// line, next to it (`STEM.skipped.txt`), as `umcl data prepare` does. A list left by an
+    /// earlier run is removed when this one skipped nothing, so the list never describes
+    /// another manifest. Returns the list's path when rows were skipped.
+    pub fn write(&self, path: &Path, schema: &crate::schema::Schema) -> Result<Option<PathBuf>> {
+        crate::manifest::write_manifest(path, schema, &self.samples)?;
+        let list = crate::manifest::sibling_path(path, ".skipped.txt");
+        if self.skipped.is_empty() {
+            match std::fs::remove_file(&list) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(DataError::io(&list, err))
+                }
+                _ => Ok(None),
+            }
+        } else {
+            let text: String = self.skipped.iter().map(|err| format!("{err}\n")).collect();
+            umcl_fs::write_atomic(&list, text.as_bytes())?;
+            Ok(Some(list))
+        }
+    }
+}
+
+/// One adapter with its options: what `umcl data prepare` and the Python `umcl.prepare` build
+/// from their arguments, so that both read a dataset the same way.
+///
+/// ```no_run
+/// use umcl_data::schema::Schema;
+/// use umcl_data::sources::{covid::CovidOptions, ReadOptions, Source};
+///
+/// let source = Source::CovidCxr(CovidOptions {
+///     csv_file: "covid-cxr-512/metadata.csv".into(),
+///     ..Default::default()
+/// });
+/// let prepared = source.prepare(&Schema::chest_xray(), ReadOptions::default())?;
+/// println!("{} samples, {} rows skipped", prepared.samples.len(), prepared.skipped.len());
+/// # Ok::<(), umcl_data::error::DataError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// MIMIC-CXR-JPG.
+    MimicCxr(mimic::MimicOptions),
+    /// CheXpert.
+    Chexpert(chexpert::ChexpertOptions),
+    /// NIH ChestX-ray14.
+    ChestXray14(chestxray14::Chestxray14Options),
+    /// IU X-ray (OpenI) reports.
+    IuXray(iu_xray::IuXrayOptions),
+    /// The COVID-19 image data collection.
+    CovidCxr(covid::CovidOptions),
+    /// Any CSV or JSONL file.
+    Generic(generic::GenericOptions),
+}
+
+impl Source {
+    /// Which adapter this is.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Self::MimicCxr(_) => SourceKind::MimicCxr,
+            Self::Chexpert(_) => SourceKind::Chexpert,
+            Self::ChestXray14(_) => SourceKind::ChestXray14,
+            Self::IuXray(_) => SourceKind::IuXray,
+            Self::CovidCxr(_) => SourceKind::CovidCxr,
+            Self::Generic(_) => SourceKind::Generic,
+        }
+    }
+
+    /// Reads the dataset into samples of `schema`.
+    pub fn prepare(&self, schema: &crate::schema::Schema, read: ReadOptions) -> Result<Prepared> {
+        match self {
+            Self::MimicCxr(o) => mimic::prepare(o, schema, read),
+            Self::Chexpert(o) => chexpert::prepare(o, schema, read),
+            Self::ChestXray14(o) => chestxray14::prepare(o, schema, read),
+            Self::IuXray(o) => iu_xray::prepare(o, schema, read),
+            Self::CovidCxr(o) => covid::prepare(o, schema, read),
+            Self::Generic(o) => generic::prepare(o, schema, read),
+        }
+    }
+}
+
 /// The adapters, by the name `umcl data prepare --source NAME` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
