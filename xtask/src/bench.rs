@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: the criterion suites and the side-by-side comparisons, one table.
 //!
 //! Each group runs `cargo bench` on some bench targets (or, for `train-step`, the training-step
-//! comparison script) and keeps what the commands print on stdout. Rows come from two places:
+//! comparison script, and for `python`, the Python package's comparison script) and keeps what
+//! the commands print on stdout. Rows come from two places:
 //! - **result lines** (the side-by-side benches): every comparison prints one line per case in
 //!   the format below, read from the captured stdout by [`parse_result_line`];
 //! - criterion's `target/criterion/**/new/{estimates,benchmark}.json` written during this run
@@ -27,7 +28,8 @@
 //!
 //! Lines without the tag are ignored; a tagged line that does not parse is an error naming the
 //! line (its group is reported as failed). Emitters: `crates/umcl-data/benches/labeler.rs` and
-//! `images.rs`, `crates/umcl-losses/benches/losses_vs_torch.rs`, `xtask/gpu/train_step.sh` and
+//! `images.rs`, `crates/umcl-py/benches/compare.py`,
+//! `crates/umcl-losses/benches/losses_vs_torch.rs`, `xtask/gpu/train_step.sh` and
 //! `xtask/gpu/dist_step.sh`; `xtask/gpu/run.sh` collects the same lines on a GPU host.
 //!
 //! The table (group, case, ours, reference, ratio, device) is printed and written to
@@ -93,6 +95,12 @@ const GROUPS: &[Group] = &[
         about: "only the losses side by side with PyTorch eager (part of losses)",
         suites: &[("umcl-losses", &["losses_vs_torch"])],
         default: false,
+    },
+    Group {
+        name: "python",
+        about: "the Python package vs a Python regex labeler, PIL + torchvision and DataLoader (needs ../shared/data)",
+        suites: &[],
+        default: true,
     },
     Group {
         name: "train-step",
@@ -186,6 +194,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             printed.extend(lines);
             if let Err(e) = result {
                 eprintln!("xtask: bench: group train-step: {e:#}");
+                ok = false;
+            }
+        }
+        if group.name == "python" {
+            let (lines, result) = python_compare(root);
+            printed.extend(lines);
+            if let Err(e) = result {
+                eprintln!("xtask: bench: group python: {e:#}");
                 ok = false;
             }
         }
@@ -351,6 +367,33 @@ fn train_step(root: &Path) -> (Vec<String>, Result<()>) {
             .env("DEVICE", "cpu")
             .env("PYTHON", root.join(".venv-ref/bin/python")),
     )
+}
+
+/// The Python package side by side with its Python references
+/// (`crates/umcl-py/benches/compare.py`), run by `.venv-ref`'s python with the release build
+/// of the package installed there. Returns the script's stdout lines and whether it succeeded.
+fn python_compare(root: &Path) -> (Vec<String>, Result<()>) {
+    let data = root.join("../shared/data");
+    let prepare = || -> Result<PathBuf> {
+        if !data.join("covid-cxr-512").is_dir() || !data.join("iu-xray-reports").is_dir() {
+            bail!(
+                "{} with covid-cxr-512 and iu-xray-reports is missing",
+                data.display()
+            );
+        }
+        let venv = crate::setup::ensure_ref_venv(root)?;
+        crate::python::install(root, &venv, true)
+    };
+    match prepare() {
+        Ok(python) => run_capturing(
+            Command::new(python)
+                .arg(root.join("crates/umcl-py/benches/compare.py"))
+                .arg("--data")
+                .arg(&data)
+                .current_dir(root),
+        ),
+        Err(e) => (Vec::new(), Err(e)),
+    }
 }
 
 /// Points `link` at `target` (replacing what was there).
@@ -890,7 +933,7 @@ mod tests {
         let root = crate::workspace_root();
         for g in GROUPS {
             assert!(
-                !g.suites.is_empty() || g.name == "train-step",
+                !g.suites.is_empty() || ["train-step", "python"].contains(&g.name),
                 "group {} runs nothing",
                 g.name
             );

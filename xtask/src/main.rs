@@ -2,7 +2,9 @@
 //!
 //! Commands:
 //! - `setup [--cuda]`: the project-local venv with torch and the `.libtorch` folder tch builds against.
-//! - `test`: fmt check, clippy with warnings denied, every test of the workspace.
+//! - `test`: fmt check, clippy with warnings denied, every test of the workspace, and the Python
+//!   package's pytest suite in `.venv-py`.
+//! - `wheel`: the Python package's wheel in `target/wheels`.
 //! - `publish-check`: the library crates packaged and verified, and their examples run from a
 //!   project outside the workspace.
 //! - `train [--ablation] [--seeds N] [-- ARGS]`: the main job on the built-in data, or its
@@ -23,6 +25,7 @@ mod fuzz;
 mod gpu_bundle;
 mod nccl;
 mod publish;
+mod python;
 mod setup;
 mod train;
 mod weights;
@@ -39,7 +42,9 @@ commands:
   setup [--cuda]     install torch into .venv and lay out .libtorch (idempotent, offline when done)
                      --cuda: the full CUDA torch, for a GPU machine that has no torch of its own
   test               cargo fmt --check, clippy -D warnings, cargo doc -D warnings, every test
-                     in the workspace
+                     in the workspace, then the Python package (crates/umcl-py) built into
+                     .venv-py and its pytest suite, compared with the CLI
+  wheel              the Python package's wheel (abi3, CPython >= 3.9) in target/wheels
   test --release     the tests of the crates whose numerics or allocations depend on the
                      optimiser (umcl-data, umcl-losses, umcl-models, umcl-torch-ext with the
                      CPU-heap test, the umcl CLI), in release
@@ -57,7 +62,7 @@ commands:
                      the criterion suites and the side-by-side comparisons (ours vs PyTorch,
                      PIL, a Python labeler); prints one table (ours, reference, ratio, device),
                      writes target/bench/results.json and results.md
-                     groups: data models losses train-step (default: all of these),
+                     groups: data models losses python train-step (default: all of these),
                      labeler images losses-vs-torch (parts); --list describes them
   covid [--quick] [--steps N] [--arms A,B,...]
                      the real-data benchmark on ../shared/data/covid-cxr-512: patient-level
@@ -65,7 +70,7 @@ commands:
                      start (no image-text training, UMCL, CLIP): linear-probe and zero-shot
                      AUC, retrieval R@10; mean, sd, min over folds in target/covid/results.md
                      --quick: folds 0 and 1, 20 steps (a smoke run, target/covid-quick)
-                     --steps N: steps of the trained arms (default 150)
+                     --steps N: steps of the trained arms (default 100)
                      --arms: among imagenet, umcl, clip (the default three), umcl-fnm
                      (identity target + false-negative masking), umcl-soft (soft targets)
   fuzz [--seconds N] [TARGET]...
@@ -130,6 +135,11 @@ fn run() -> Result<()> {
             } else {
                 test(&root)
             }
+        }
+        "wheel" => {
+            parse_flags(rest, &[])?;
+            println!("{}", python::wheel(&root)?.display());
+            Ok(())
         }
         "publish-check" => {
             parse_flags(rest, &[])?;
@@ -270,8 +280,10 @@ fn test(root: &Path) -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     status(cargo(root).args(["test", "--workspace", "--no-fail-fast"]))?;
+    // `cargo test` built the CLI the Python tests compare against.
+    python::test(root, &root.join("target/debug/umcl"))?;
     eprintln!(
-        "xtask: test: fmt, clippy, rustdoc and all tests passed in {:.0} s",
+        "xtask: test: fmt, clippy, rustdoc, all tests and the Python tests passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -167,6 +167,32 @@ pub fn ensure_ref_venv(root: &Path) -> Result<PathBuf> {
     Ok(venv)
 }
 
+/// Creates `.venv-py`: the Python package's build and test tools, pinned in
+/// `xtask/requirements-py.txt` (maturin, pytest, numpy), with no torch.
+pub fn ensure_py_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(".venv-py");
+    let requirements = root.join("xtask/requirements-py.txt");
+    let stamp = fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp_path = venv.join("umcl-py.stamp");
+    if fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
+        return Ok(venv);
+    }
+    check_prerequisites()?;
+    if !venv.join("bin/python").exists() {
+        status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    check_pip(&venv.join("bin/python"))?;
+    status(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )
+    .context("installing the Python package's venv")?;
+    write_atomic(&stamp_path, stamp.as_bytes())?;
+    Ok(venv)
+}
+
 /// One message per missing tool, naming the Debian package that provides it.
 fn check_prerequisites() -> Result<()> {
     let mut missing = Vec::new();

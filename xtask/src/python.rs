@@ -1,0 +1,66 @@
+//! The Python package `crates/umcl-py`: `cargo xtask wheel` builds its wheel, and
+//! `cargo xtask test` builds it into `.venv-py` and runs its pytest suite.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::{setup, status};
+
+/// The package's Cargo manifest, relative to the workspace root.
+const MANIFEST: &str = "crates/umcl-py/Cargo.toml";
+
+/// maturin from `.venv-py`, run in the workspace root with `venv` active (where `maturin
+/// develop` installs).
+fn maturin(root: &Path, venv: &Path) -> Result<Command> {
+    let tools = setup::ensure_py_venv(root)?;
+    let mut cmd = Command::new(tools.join("bin/maturin"));
+    cmd.current_dir(root).env("VIRTUAL_ENV", venv);
+    Ok(cmd)
+}
+
+/// `cargo xtask wheel`: a release wheel (abi3, CPython 3.9 on) in `target/wheels`.
+pub fn wheel(root: &Path) -> Result<PathBuf> {
+    let venv = setup::ensure_py_venv(root)?;
+    let out = root.join("target/wheels");
+    status(
+        maturin(root, &venv)?
+            .args(["build", "--release", "-m", MANIFEST, "--out"])
+            .arg(&out),
+    )
+    .context("building the umcl wheel")?;
+    Ok(out)
+}
+
+/// Builds the package and installs it into `venv` (`release`: optimised, as for benchmarks);
+/// returns the venv's python.
+pub fn install(root: &Path, venv: &Path, release: bool) -> Result<PathBuf> {
+    let mut cmd = maturin(root, venv)?;
+    cmd.args(["develop", "-m", MANIFEST]);
+    if release {
+        cmd.arg("--release");
+    }
+    status(&mut cmd).with_context(|| format!("building umcl-py into {}", venv.display()))?;
+    Ok(venv.join("bin/python"))
+}
+
+/// The pytest suite of `crates/umcl-py/tests`, with `umcl_bin` (the CLI) for the comparisons.
+pub fn test(root: &Path, umcl_bin: &Path) -> Result<()> {
+    let python = install(root, &setup::ensure_py_venv(root)?, false)?;
+    status(
+        Command::new(python)
+            .current_dir(root)
+            .args([
+                "-m",
+                "pytest",
+                "crates/umcl-py/tests",
+                "-q",
+                "-rs",
+                "-p",
+                "no:cacheprovider",
+            ])
+            .env("UMCL_BIN", umcl_bin),
+    )
+    .context("the Python package's tests failed")
+}
