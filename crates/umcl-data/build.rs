@@ -35,7 +35,14 @@ mod libjpeg {
         }
         // Link libjpeg statically where its archive is there (the Debian package ships
         // libjpeg.a), so binaries run on machines without libjpeg; else dynamically.
-        match static_libjpeg_dir() {
+        // `libjpeg-shared`: a shared object (the Python extension) cannot take Debian's
+        // libjpeg.a, which is not position-independent.
+        let archive = if cfg!(feature = "libjpeg-shared") {
+            None
+        } else {
+            static_libjpeg_dir()
+        };
+        match archive {
             Some(dir) => {
                 println!("cargo:rustc-link-search=native={}", dir.display());
                 println!("cargo:rustc-link-lib=static=jpeg");

@@ -152,8 +152,9 @@ impl Labeler {
 /// Turns label vectors into report-like text (the labels-to-text half of unification), from
 /// sentence pools per label and state.
 ///
-/// The text for a sample depends only on `(seed, sample_id, labels)`, so it is the same as
-/// `umcl train` synthesises for that sample.
+/// The text for a sample depends only on `(seed, sample_id, labels)`: with the default options
+/// it is the text `umcl.Loader(..., seed=seed, synthesize=True)` gives that sample in epoch 0
+/// (later epochs draw from other seeds).
 #[pyclass(module = "umcl", frozen)]
 pub struct Synthesizer {
     inner: synth::Synthesizer,

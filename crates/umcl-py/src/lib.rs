@@ -1,10 +1,10 @@
 //! `umcl._umcl`: the extension module behind the Python package `umcl` (python/umcl).
 //!
 //! It wraps `umcl-data` only, so importing it next to PyTorch never loads a second libtorch.
-//! Each Python class lives in the module named for its concept: [`labels`] (the report labeler
-//! and label-to-text synthesis), [`tables`] (dataset adapters, manifests, patient splits),
-//! [`images`] (the image pipeline) and [`batches`] (the loader). Every error of `umcl-data`
-//! becomes a Python exception here ([`errors`]); nothing panics across the boundary.
+//! Each Python class lives in the module named for its concept: `labels` (the report labeler
+//! and label-to-text synthesis), `tables` (dataset adapters, manifests, patient splits),
+//! `images` (the image pipeline) and `batches` (the loader). Every error of `umcl-data`
+//! becomes a Python exception here (`errors`); nothing panics across the boundary.
 //!
 //! Work that takes long (labeling a batch, loading images, waiting for a batch) runs with the
 //! GIL released, so other Python threads keep running.
