@@ -67,7 +67,9 @@ def test_rows_columns_and_labels_describe_the_same_samples(image_set):
 def test_pandas_takes_the_columns(image_set):
     pd = pytest.importorskip("pandas", reason="pandas is not installed in this venv")
     frame = pd.DataFrame(prepare_generic(image_set).columns())
-    assert frame.shape[0] == 6 and frame["edema"].sum() >= 1
+    assert frame.shape[0] == 6 and str(frame["edema"].dtype) == "int8"
+    assert frame.loc[frame["edema"] == 1, "id"].tolist() == ["s1", "s3", "s5"]
+    assert frame["text"].isna().tolist() == [False] * 4 + [True, False]
 
 
 def test_bad_rows_name_file_and_line(tmp_path):
