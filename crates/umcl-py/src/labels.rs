@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use rayon::prelude::*;
 use umcl_data::labeler::{self, Labels, NUM_LABELS};
 use umcl_data::schema::{LabelState, Schema, CHEST_XRAY_KEYS};
@@ -34,13 +34,37 @@ pub(crate) fn pool(threads: Option<usize>, name: &'static str) -> PyResult<rayon
 }
 
 /// One report: a text, or its sections (findings, impression, ...) in order.
-#[derive(FromPyObject)]
 enum Report {
     Text(String),
     Sections(Vec<String>),
 }
 
 impl Report {
+    /// A `str` is one text, any other sequence a list of sections. A `str` that is not valid
+    /// Unicode (a lone surrogate) raises `UnicodeEncodeError`, anything else `TypeError`.
+    fn extract(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyString>() {
+            return obj.extract().map(Report::Text);
+        }
+        let items = obj.try_iter().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "a report is a str or a list of str, got {}",
+                obj.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        let mut sections = Vec::new();
+        for item in items {
+            let item = item?;
+            if !item.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err("a report's sections must be str"));
+            }
+            sections.push(item.extract()?);
+        }
+        Ok(Report::Sections(sections))
+    }
+
     fn sections(&self) -> Vec<&str> {
         match self {
             Report::Text(t) => vec![t.as_str()],
@@ -112,7 +136,12 @@ impl Labeler {
 
     /// Labels one report (a text, or a list of its sections): `{key: 1 | 0 | -1 | None}`,
     /// 1 positive, 0 negative, -1 uncertain, None not mentioned.
-    fn label<'py>(&self, py: Python<'py>, report: Report) -> PyResult<Bound<'py, PyDict>> {
+    fn label<'py>(
+        &self,
+        py: Python<'py>,
+        report: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let report = Report::extract(report)?;
         let labels = self.inner.label_sections(&report.sections());
         labels_dict(py, &CHEST_XRAY_KEYS, &labels.0)
     }
@@ -120,7 +149,20 @@ impl Labeler {
     /// Labels many reports (texts, or lists of sections) in parallel with the GIL released:
     /// an int8 array `[n, len(keys)]` of 1 positive, 0 negative, -1 uncertain and
     /// `umcl.UNMENTIONED` (-2) not mentioned.
-    fn label_array<'py>(&self, py: Python<'py>, reports: Vec<Report>) -> Bound<'py, PyArray2<i8>> {
+    fn label_array<'py>(
+        &self,
+        py: Python<'py>,
+        reports: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<i8>>> {
+        if reports.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "label_array takes a list of reports; label takes one",
+            ));
+        }
+        let reports = reports
+            .try_iter()?
+            .map(|r| Report::extract(&r?))
+            .collect::<PyResult<Vec<Report>>>()?;
         let rows: Vec<Labels> = py.detach(|| {
             self.pool.install(|| {
                 reports
@@ -133,9 +175,11 @@ impl Labeler {
             .iter()
             .flat_map(|l| l.0.iter().map(|s| s.code()))
             .collect();
-        ndarray::Array2::from_shape_vec((rows.len(), NUM_LABELS), codes)
-            .expect("one row of NUM_LABELS codes per report")
-            .into_pyarray(py)
+        Ok(
+            ndarray::Array2::from_shape_vec((rows.len(), NUM_LABELS), codes)
+                .expect("one row of NUM_LABELS codes per report")
+                .into_pyarray(py),
+        )
     }
 
     /// The sentences of `text` the labeler reads as radiological (findings, impressions),

@@ -394,7 +394,7 @@ impl Split {
 /// `val_percent` percent of the other folds' patients kept for validation.
 #[pyfunction]
 #[pyo3(signature = (
-    manifest, *, seed=0, fractions=(0.8, 0.1, 0.1), folds=None, fold=None,
+    manifest, seed=0, fractions=(0.8, 0.1, 0.1), *, folds=None, fold=None,
     stratify="labels", val_percent=10, out=None
 ))]
 #[allow(clippy::too_many_arguments)]

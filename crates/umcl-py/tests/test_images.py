@@ -53,5 +53,9 @@ def test_bad_images_raise_naming_the_file(tmp_path):
         umcl.Pipeline(fit="squash")
     with pytest.raises(ValueError, match="std"):
         umcl.Pipeline(std=(0.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="mean"):
+        umcl.Pipeline(mean=(float("nan"), 0.5, 0.5))
+    with pytest.raises(ValueError, match="size"):
+        umcl.Pipeline(size=0)
     with pytest.raises(ValueError, match="channels"):
         umcl.Pipeline(channels=2)

@@ -92,6 +92,15 @@ def test_rule_errors_are_python_exceptions(tmp_path):
         umcl.Labeler(threads=0)
     with pytest.raises(TypeError):
         umcl.Labeler().label(42)
+    # A str that is not valid Unicode (a lone surrogate) cannot reach the labeler.
+    with pytest.raises(UnicodeEncodeError):
+        umcl.Labeler().label("effusion \ud800")
+    with pytest.raises(UnicodeEncodeError):
+        umcl.Labeler().label_array(["fine", ["also fine", "\udcff"]])
+    with pytest.raises(TypeError, match="list of reports"):
+        umcl.Labeler().label_array("one report, not a list")
+    with pytest.raises(TypeError, match="sections must be str"):
+        umcl.Labeler().label(["findings", None])
 
 
 def test_synthesizer_is_deterministic_and_says_the_labels():

@@ -109,7 +109,7 @@ def test_split_equals_the_cli(umcl_bin, image_set, tmp_path):
         parts = split.part_of()
         assert parts[split.test[0]] == "test"
     # Patients never straddle parts: s0/s1 share p0, s2/s3 p1, s4/s5 p2.
-    parts = umcl.split(manifest, seed=1).part_of()
+    parts = umcl.split(manifest, 1, (0.5, 0.25, 0.25)).part_of()
     assert parts["s0"] == parts["s1"] and parts["s2"] == parts["s3"] and parts["s4"] == parts["s5"]
     assert (tmp_path / "m.splits.json").exists()
     with pytest.raises(ValueError, match="fractions"):

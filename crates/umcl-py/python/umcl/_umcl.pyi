@@ -112,9 +112,9 @@ class Split:
 
 def split(
     manifest: _Path,
-    *,
     seed: int = 0,
     fractions: Tuple[float, float, float] = (0.8, 0.1, 0.1),
+    *,
     folds: Optional[int] = None,
     fold: Optional[int] = None,
     stratify: str = "labels",
