@@ -140,12 +140,50 @@ pub fn ensure(root: &Path, cuda: bool) -> Result<PathBuf> {
 /// Creates `.venv-ref`: full torch plus the pinned reference libraries.
 pub fn ensure_ref_venv(root: &Path) -> Result<PathBuf> {
     let pins = Pins::read(root)?;
-    let venv = root.join(".venv-ref");
-    let requirements = root.join("xtask/requirements-ref.txt");
+    let venv = ensure_pinned_venv(
+        root,
+        ".venv-ref",
+        "xtask/requirements-ref.txt",
+        &[format!("torch=={}", pins.torch)],
+        "umcl-ref.stamp",
+    )
+    .context("installing the reference venv")?;
+    eprintln!("xtask: ref-venv ready: {}/bin/python", venv.display());
+    Ok(venv)
+}
+
+/// Creates `.venv-py`: the Python package's build and test tools, pinned in
+/// `xtask/requirements-py.txt` (maturin, pytest, numpy), with no torch.
+pub fn ensure_py_venv(root: &Path) -> Result<PathBuf> {
+    ensure_pinned_venv(
+        root,
+        ".venv-py",
+        "xtask/requirements-py.txt",
+        &[],
+        "umcl-py.stamp",
+    )
+    .context("installing the Python package's venv")
+}
+
+/// The venv `name` in `root` with `packages` and the pins of `requirements` installed by pip,
+/// made or updated only when they differ from what its stamp file records.
+fn ensure_pinned_venv(
+    root: &Path,
+    name: &str,
+    requirements: &str,
+    packages: &[String],
+    stamp_name: &str,
+) -> Result<PathBuf> {
+    let venv = root.join(name);
+    let requirements = root.join(requirements);
     let req_text = fs::read_to_string(&requirements)
         .with_context(|| format!("reading {}", requirements.display()))?;
-    let stamp_path = venv.join("umcl-ref.stamp");
-    let stamp = format!("torch=={}\n{req_text}", pins.torch);
+    let stamp_path = venv.join(stamp_name);
+    let stamp: String = packages
+        .iter()
+        .map(|p| format!("{p}\n"))
+        .chain(std::iter::once(req_text))
+        .collect();
     if fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
         return Ok(venv);
     }
@@ -157,38 +195,10 @@ pub fn ensure_ref_venv(root: &Path) -> Result<PathBuf> {
     status(
         Command::new(venv.join("bin/python"))
             .args(["-m", "pip", "install", "--disable-pip-version-check"])
-            .arg(format!("torch=={}", pins.torch))
+            .args(packages)
             .arg("-r")
             .arg(&requirements),
-    )
-    .context("installing the reference venv")?;
-    write_atomic(&stamp_path, stamp.as_bytes())?;
-    eprintln!("xtask: ref-venv ready: {}/bin/python", venv.display());
-    Ok(venv)
-}
-
-/// Creates `.venv-py`: the Python package's build and test tools, pinned in
-/// `xtask/requirements-py.txt` (maturin, pytest, numpy), with no torch.
-pub fn ensure_py_venv(root: &Path) -> Result<PathBuf> {
-    let venv = root.join(".venv-py");
-    let requirements = root.join("xtask/requirements-py.txt");
-    let stamp = fs::read_to_string(&requirements)
-        .with_context(|| format!("reading {}", requirements.display()))?;
-    let stamp_path = venv.join("umcl-py.stamp");
-    if fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
-        return Ok(venv);
-    }
-    check_prerequisites()?;
-    if !venv.join("bin/python").exists() {
-        status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    check_pip(&venv.join("bin/python"))?;
-    status(
-        Command::new(venv.join("bin/python"))
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
-            .arg(&requirements),
-    )
-    .context("installing the Python package's venv")?;
+    )?;
     write_atomic(&stamp_path, stamp.as_bytes())?;
     Ok(venv)
 }
