@@ -49,12 +49,18 @@ use serde::{Deserialize, Serialize};
 /// The first field of a result line.
 pub(crate) const RESULT_TAG: &str = "umcl-bench-row";
 
+/// A comparison script of a group: its stdout lines (the result lines among them) and whether
+/// it succeeded.
+type Script = fn(&Path) -> (Vec<String>, Result<()>);
+
 /// One bench group: what `cargo xtask bench NAME` runs.
 struct Group {
     name: &'static str,
     about: &'static str,
     /// `cargo bench` invocations: (package, bench targets; empty = all of the package's).
     suites: &'static [(&'static str, &'static [&'static str])],
+    /// A comparison script run before the suites.
+    script: Option<Script>,
     /// Part of `cargo xtask bench` without a group.
     default: bool,
 }
@@ -64,48 +70,56 @@ const GROUPS: &[Group] = &[
         name: "data",
         about: "umcl-data: labeler (vs a Python regex labeler), image pipeline (vs PIL + torchvision), phantom, loader",
         suites: &[("umcl-data", &[])],
+        script: None,
         default: true,
     },
     Group {
         name: "labeler",
         about: "the report labeler vs a Python regex labeler with the same rules (part of data)",
         suites: &[("umcl-data", &["labeler"])],
+        script: None,
         default: false,
     },
     Group {
         name: "images",
         about: "the image pipeline vs PIL + torchvision (part of data)",
         suites: &[("umcl-data", &["images"])],
+        script: None,
         default: false,
     },
     Group {
         name: "models",
         about: "umcl-models: encoder forward/backward (criterion)",
         suites: &[("umcl-models", &[])],
+        script: None,
         default: true,
     },
     Group {
         name: "losses",
         about: "umcl-losses: losses and memory (criterion), fwd+bwd vs PyTorch eager at B=1024, 4096",
         suites: &[("umcl-losses", &[])],
+        script: None,
         default: true,
     },
     Group {
         name: "losses-vs-torch",
         about: "only the losses side by side with PyTorch eager (part of losses)",
         suites: &[("umcl-losses", &["losses_vs_torch"])],
+        script: None,
         default: false,
     },
     Group {
         name: "python",
         about: "the Python package vs a Python regex labeler, PIL + torchvision and DataLoader (needs ../shared/data)",
         suites: &[],
+        script: Some(python_compare),
         default: true,
     },
     Group {
         name: "train-step",
         about: "the training step vs PyTorch eager on the CPU (slow: minutes on 2 cores)",
         suites: &[],
+        script: Some(train_step),
         default: true,
     },
 ];
@@ -189,19 +203,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         let started = SystemTime::now();
         let mut printed = Vec::new();
         let mut ok = true;
-        if group.name == "train-step" {
-            let (lines, result) = train_step(root);
+        if let Some(script) = group.script {
+            let (lines, result) = script(root);
             printed.extend(lines);
             if let Err(e) = result {
-                eprintln!("xtask: bench: group train-step: {e:#}");
-                ok = false;
-            }
-        }
-        if group.name == "python" {
-            let (lines, result) = python_compare(root);
-            printed.extend(lines);
-            if let Err(e) = result {
-                eprintln!("xtask: bench: group python: {e:#}");
+                eprintln!("xtask: bench: group {}: {e:#}", group.name);
                 ok = false;
             }
         }
@@ -933,7 +939,7 @@ mod tests {
         let root = crate::workspace_root();
         for g in GROUPS {
             assert!(
-                !g.suites.is_empty() || ["train-step", "python"].contains(&g.name),
+                !g.suites.is_empty() || g.script.is_some(),
                 "group {} runs nothing",
                 g.name
             );
