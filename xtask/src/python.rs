@@ -43,13 +43,37 @@ pub fn wheel(root: &Path) -> Result<PathBuf> {
             }
         }
     }
-    status(
+    forget_repaired_module(root)?;
+    let built = status(
         maturin(root, &venv)?
             .args(["build", "--release", "-m", MANIFEST, "--out"])
             .arg(&out),
     )
-    .context("building the umcl wheel")?;
+    .context("building the umcl wheel");
+    forget_repaired_module(root)?;
+    built?;
     Ok(out)
+}
+
+/// Removes the release build of the extension module. maturin's wheel repair rewrites it in
+/// place to load the libjpeg copy inside the wheel (`libjpeg-HASH.so.62`), and the file is
+/// cargo's own artifact (hard-linked into `target/maturin`): left there, cargo reuses it, so
+/// the next `wheel` cannot find that copy and `maturin develop --release` (the `python` bench)
+/// installs a module that cannot load. Removed, cargo links it again.
+fn forget_repaired_module(root: &Path) -> Result<()> {
+    for file in [
+        "target/release/deps/lib_umcl.so",
+        "target/maturin/lib_umcl.so",
+    ] {
+        let path = root.join(file);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", path.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Builds the package and installs it into `venv` (`release`: optimised, as for benchmarks);
