@@ -1,5 +1,5 @@
-//! `umcl data prepare|stats|split`: unified manifests from public datasets, their counts, and
-//! patient-level splits.
+//! `umcl data prepare|stats|split|convert`: unified manifests from public datasets, their
+//! counts, patient-level splits, and DICOM folders decoded once to PNG.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use umcl_data::manifest::{Manifest, ManifestReader, SourceStats, Stats};
 use umcl_data::schema::Schema;
 use umcl_data::sources::{
-    chestxray14, chexpert, covid, generic, iu_xray, mimic, Prepared, ReadOptions, Source,
+    chestxray14, chexpert, covid, dicom, generic, iu_xray, mimic, Prepared, ReadOptions, Source,
     SourceKind,
 };
 use umcl_data::split::{self, Part, Split, SplitSpec};
@@ -28,7 +28,8 @@ enum DataCommand {
     /// Sources and what --input is: chexpert: train.csv and/or valid.csv; chestx-ray14:
     /// Data_Entry_2017.csv; iu-xray: the reports CSV; covid-cxr: metadata.csv; mimic-cxr: the
     /// MIMIC-CXR-JPG folder (with --reports for text); generic: a CSV/TSV/JSONL file, columns
-    /// chosen by the --*-col flags.
+    /// chosen by the --*-col flags; dicom: a folder of DICOM files (with --table for labels or
+    /// reports keyed by sop_instance_uid or file).
     ///
     /// Example: umcl data prepare --source covid-cxr --input covid-cxr-512/metadata.csv --out covid.jsonl
     Prepare(Box<PrepareArgs>),
@@ -46,11 +47,17 @@ enum DataCommand {
     ///
     /// Example: umcl data phantom --out data/phantom --n 5000 --size 224 --seed 0
     Phantom(crate::phantom_cmd::PhantomArgs),
+    /// Decode a folder of DICOM files once into 8- or 16-bit PNGs (docs/dicom.md's policy:
+    /// Modality and VOI LUTs, MONOCHROME1 inverted), in parallel, with a manifest of what was
+    /// written (PNG path, DICOM file, patient, UIDs, view, window).
+    ///
+    /// Example: umcl data convert --input dicoms/ --out pngs/ --size 1024 --bits 8
+    Convert(crate::convert_cmd::ConvertArgs),
 }
 
 #[derive(Args)]
 struct PrepareArgs {
-    /// mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr or generic
+    /// mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr, generic or dicom
     #[arg(long)]
     source: String,
     /// The dataset's file(s) or folder (see above); chexpert takes several
@@ -115,6 +122,14 @@ struct PrepareArgs {
     /// (`imaging`: the sentences the built-in labeler reads as radiological) [default: full]
     #[arg(long, value_parser = ["full", "imaging"])]
     notes: Option<String>,
+    /// dicom: a CSV of labels (columns the schema knows, 1/0/-1/blank) and/or a `report`
+    /// column, keyed by `sop_instance_uid` or `file`
+    #[arg(long, value_name = "CSV")]
+    table: Option<PathBuf>,
+    /// Keep only frontal views (PA, AP, Frontal; see docs/dicom.md): samples with another view
+    /// or none are left out, and counted by view
+    #[arg(long)]
+    frontal_only: bool,
 }
 
 #[derive(Args)]
@@ -161,6 +176,7 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCommand::Stats(args) => stats(&args),
         DataCommand::Split(args) => split_cmd(&args),
         DataCommand::Phantom(args) => crate::phantom_cmd::run(&args),
+        DataCommand::Convert(args) => crate::convert_cmd::run(&args),
     }
 }
 
@@ -185,10 +201,12 @@ impl PrepareArgs {
             ("--list-sep", self.list_sep.is_some()),
         ];
         let covid = [("--notes", self.notes.is_some())];
+        let dicom = [("--table", self.table.is_some())];
         for (owner, flags) in [
             (SourceKind::MimicCxr, &mimic[..]),
             (SourceKind::Generic, &generic[..]),
             (SourceKind::CovidCxr, &covid[..]),
+            (SourceKind::Dicom, &dicom[..]),
         ] {
             if kind != owner {
                 if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
@@ -276,8 +294,22 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
                 image_root,
             })
         }
+        SourceKind::Dicom => {
+            if image_root.is_some() {
+                bail!("--images does not apply to dicom: the images are the files under INPUT");
+            }
+            Source::Dicom(dicom::DicomOptions {
+                root: args.single_input(),
+                table: args.table.clone(),
+            })
+        }
     };
-    let prepared: Prepared = source.prepare(&schema, read)?;
+    let mut prepared: Prepared = source.prepare(&schema, read)?;
+    let left_out = if args.frontal_only {
+        prepared.keep_frontal()
+    } else {
+        Default::default()
+    };
     create_parent(&args.out)?;
     let list = prepared.write(&args.out, &schema)?;
     let total = Stats::count(&prepared.samples, schema.len()).total();
@@ -293,6 +325,15 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
         total.with_text,
         total.with_labels
     )?;
+    if !left_out.is_empty() {
+        let views: Vec<String> = left_out.iter().map(|(v, n)| format!("{n} {v}")).collect();
+        writeln!(
+            out,
+            "left out {} samples that are not frontal views (--frontal-only): {}",
+            left_out.values().sum::<usize>(),
+            views.join(", ")
+        )?;
+    }
     if let Some(list) = list {
         const SHOWN: usize = 20;
         writeln!(
@@ -418,7 +459,7 @@ fn stats(args: &StatsArgs) -> Result<()> {
 }
 
 /// Creates the folder an output file goes into, as `--out` of `umcl data phantom` does.
-fn create_parent(path: &Path) -> Result<()> {
+pub(crate) fn create_parent(path: &Path) -> Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the folder {}", dir.display())),

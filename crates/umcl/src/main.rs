@@ -6,6 +6,7 @@ use tch::{Kind, Tensor};
 use umcl_torch_ext::runtime::{self, BackendConfig, DeviceRequest};
 
 mod bench_cmd;
+mod convert_cmd;
 mod data_cmd;
 mod label_cmd;
 mod models_cmd;

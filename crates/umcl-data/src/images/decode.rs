@@ -1,5 +1,6 @@
 //! Decoding: file or bytes to one channel, PNG and colour JPEG through the `image` crate,
-//! grayscale JPEG through the decoder the build chose ([`JpegDecoder`]).
+//! grayscale JPEG through the decoder the build chose ([`JpegDecoder`]), DICOM through
+//! [`dicom`](super::dicom).
 
 use std::path::Path;
 
@@ -97,8 +98,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<GrayImage, ImageError> {
     decode(&bytes, path)
 }
 
-/// Decodes PNG (8 or 16 bit) or JPEG bytes, grayscale or colour, to a [`GrayImage`] in
-/// `[0, 1]`. `name` is only used in error messages.
+/// Decodes PNG (8 or 16 bit), JPEG or DICOM bytes, grayscale or colour, to a [`GrayImage`] in
+/// `[0, 1]`. `name` is used in error messages, and a name ending in `.dcm` or `.dicom` marks
+/// DICOM bytes without the `DICM` magic (see [`dicom::is_dicom`](super::dicom::is_dicom)).
 pub fn decode(bytes: &[u8], name: impl AsRef<Path>) -> Result<GrayImage, ImageError> {
     decode_with(bytes, name, JpegDecoder::DEFAULT)
 }
@@ -295,6 +297,11 @@ pub(crate) fn decode_raw_reusing(
         path: name.to_path_buf(),
         message,
     };
+    if super::dicom::is_dicom(bytes, name) {
+        return super::dicom::decode_raw(bytes, name)
+            .map(|(raw, _)| raw)
+            .map_err(err);
+    }
     if let Some((width, height)) = decode_gray_jpeg(bytes, name, decoder, None, &mut buf)? {
         buf.truncate(width * height);
         return Ok(RawImage {

@@ -2,7 +2,8 @@
 //!
 //! Every image becomes a [`GrayImage`], one `f32` channel in `[0, 1]`: 8- and 16-bit PNG and
 //! JPEG, grayscale or RGB (RGB is reduced with the ITU-R 601 luma weights, as PIL's
-//! `convert("L")` does). [`Preprocess`] then fits it to a square (pad or centre crop), resizes
+//! `convert("L")` does), and DICOM ([`dicom`]: Modality and VOI LUTs, MONOCHROME1 inverted,
+//! the policy of `docs/dicom.md`). [`Preprocess`] then fits it to a square (pad or centre crop), resizes
 //! it with an antialiased triangle filter whose support widens with the downscale factor, and
 //! writes it normalised, replicated to 3 channels when the encoder wants RGB.
 //!
@@ -16,7 +17,8 @@
 //! `augment`, which depends on this module and not the other way round. The filters run 8
 //! values at a time with AVX2 where the CPU has it, with the same results as the scalar code.
 //!
-//! Files: `decode` (bytes to pixels, the choice of JPEG decoder), `libjpeg` (the C shim's FFI,
+//! Files: `decode` (bytes to pixels, the choice of JPEG decoder), `dicom` (DICOM files),
+//! `libjpeg` (the C shim's FFI,
 //! feature `libjpeg`), `preprocess` ([`Fit`], [`Preprocess`]), `resample` (the resize filter),
 //! `simd` (the AVX/AVX2 kernels).
 //!
@@ -34,6 +36,7 @@
 //! ```
 
 mod decode;
+pub mod dicom;
 #[cfg(feature = "libjpeg")]
 mod libjpeg;
 mod preprocess;
@@ -62,7 +65,7 @@ pub enum ImageError {
         /// What the operating system said.
         err: std::io::Error,
     },
-    /// The bytes are not a PNG or JPEG the decoder accepts.
+    /// The bytes are not a PNG, JPEG or DICOM file the decoder accepts.
     #[error("{}: cannot decode image: {message}", path.display())]
     Decode {
         /// The image file (or the name given to [`decode`]).
@@ -164,6 +167,63 @@ impl GrayImage {
             path: path.to_path_buf(),
             message: e.err.to_string(),
         })
+    }
+
+    /// The image resized to `width` x `height` with the pipeline's antialiased triangle
+    /// filter (no fitting: the aspect ratio is the caller's choice); an error for a zero
+    /// side.
+    ///
+    /// ```
+    /// use umcl_data::images::GrayImage;
+    ///
+    /// let img = GrayImage::new(4, 2, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0])?;
+    /// let half = img.resized(2, 1)?;
+    /// assert_eq!(half.pixels(), [0.0, 1.0]);
+    /// # Ok::<(), umcl_data::images::ImageError>(())
+    /// ```
+    pub fn resized(&self, width: usize, height: usize) -> Result<GrayImage, ImageError> {
+        if width == 0 || height == 0 {
+            return Err(ImageError::Invalid(format!(
+                "cannot resize to {width}x{height}"
+            )));
+        }
+        let rect = resample::Rect {
+            x0: 0.0,
+            y0: 0.0,
+            w: self.width as f64,
+            h: self.height as f64,
+        };
+        Ok(resample::resize_rect(self, rect, width, height))
+    }
+
+    /// The pixels as 16-bit values (clamped to `[0, 1]`, then rounded).
+    pub fn to_u16(&self) -> Vec<u16> {
+        self.data
+            .iter()
+            .map(|&v| (v.clamp(0.0, 1.0) * 65535.0 + 0.5) as u16)
+            .collect()
+    }
+
+    /// The image as the bytes of a 16-bit grayscale PNG (fast compression), for data whose
+    /// 8-bit rounding would lose levels (a decoded 12-bit radiograph).
+    pub fn encode_png16(&self) -> Result<Vec<u8>, String> {
+        use image::ImageEncoder;
+        let mut buf = Vec::with_capacity(self.data.len() + 1024);
+        let enc = image::codecs::png::PngEncoder::new_with_quality(
+            &mut buf,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::Up,
+        );
+        // `write_image` takes native-endian samples and swaps them into PNG's big-endian.
+        let bytes: Vec<u8> = self.to_u16().iter().flat_map(|v| v.to_ne_bytes()).collect();
+        enc.write_image(
+            &bytes,
+            self.width as u32,
+            self.height as u32,
+            image::ExtendedColorType::L16,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(buf)
     }
 
     /// The image as the bytes of an 8-bit grayscale PNG (fast compression).

@@ -8,6 +8,7 @@
 //! | [`iu_xray`] `iu-xray` | the reports CSV | `uid` | findings + impression | MeSH head terms = positive |
 //! | [`covid`] `covid-cxr` | `metadata.csv` | `patientid` | `clinical_notes` | from `finding` |
 //! | [`generic`] `generic` | any CSV or JSONL | chosen by flags | chosen | chosen |
+//! | [`dicom`] `dicom` | a folder of DICOM files, optional CSV | Patient ID | from the CSV | from the CSV |
 //!
 //! Bad rows (malformed CSV, a wrong field count, an unknown label value, a missing image file,
 //! non-UTF-8 text, a repeated sample id) are an error naming file and line, or with
@@ -17,6 +18,7 @@
 pub mod chestxray14;
 pub mod chexpert;
 pub mod covid;
+pub mod dicom;
 pub mod generic;
 pub mod iu_xray;
 pub mod mimic;
@@ -84,6 +86,54 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// Keeps only the samples whose `meta["view"]` is frontal ([`is_frontal`]), as
+    /// `--frontal-only` asks, and returns how many were left out, by view (`(none)` for
+    /// samples without one), so that the caller can report them.
+    ///
+    /// ```
+    /// use umcl_data::sample::Sample;
+    /// use umcl_data::schema::Schema;
+    /// use umcl_data::sources::Prepared;
+    ///
+    /// let schema = Schema::chest_xray();
+    /// let mut prepared = Prepared::default();
+    /// for (id, view) in [("a", Some("PA")), ("b", Some("LATERAL")), ("c", None)] {
+    ///     let mut s = Sample::new(id, "dicom", &schema);
+    ///     if let Some(view) = view {
+    ///         s.meta.insert("view".into(), view.into());
+    ///     }
+    ///     prepared.samples.push(s);
+    /// }
+    /// let left_out = prepared.keep_frontal();
+    /// assert_eq!(prepared.samples.len(), 1);
+    /// assert_eq!(left_out.get("LATERAL"), Some(&1));
+    /// assert_eq!(left_out.get("(none)"), Some(&1));
+    /// ```
+    pub fn keep_frontal(&mut self) -> std::collections::BTreeMap<String, usize> {
+        let mut left_out = std::collections::BTreeMap::new();
+        self.samples.retain(|s| {
+            let view = s.meta.get("view").map(String::as_str);
+            let keep = view.is_some_and(is_frontal);
+            if !keep {
+                *left_out
+                    .entry(view.unwrap_or("(none)").to_string())
+                    .or_insert(0) += 1;
+            }
+            keep
+        });
+        left_out
+    }
+}
+
+/// Whether a view name is frontal: `PA`, `AP`, `Frontal` (CheXpert), or one starting with
+/// `PA ` / `AP ` (`AP AXIAL`, `PA LLD`), in any case. `LATERAL`, `LL`, `RL`, oblique views and
+/// anything else are not.
+pub fn is_frontal(view: &str) -> bool {
+    let v = view.trim().to_ascii_uppercase();
+    matches!(v.as_str(), "PA" | "AP" | "FRONTAL") || v.starts_with("PA ") || v.starts_with("AP ")
+}
+
 /// One adapter with its options: what `umcl data prepare` and the Python `umcl.prepare` build
 /// from their arguments, so that both read a dataset the same way.
 ///
@@ -113,6 +163,8 @@ pub enum Source {
     CovidCxr(covid::CovidOptions),
     /// Any CSV or JSONL file.
     Generic(generic::GenericOptions),
+    /// A folder of DICOM files.
+    Dicom(dicom::DicomOptions),
 }
 
 impl Source {
@@ -125,6 +177,7 @@ impl Source {
             Self::IuXray(_) => SourceKind::IuXray,
             Self::CovidCxr(_) => SourceKind::CovidCxr,
             Self::Generic(_) => SourceKind::Generic,
+            Self::Dicom(_) => SourceKind::Dicom,
         }
     }
 
@@ -137,6 +190,7 @@ impl Source {
             Self::IuXray(o) => iu_xray::prepare(o, schema, read),
             Self::CovidCxr(o) => covid::prepare(o, schema, read),
             Self::Generic(o) => generic::prepare(o, schema, read),
+            Self::Dicom(o) => dicom::prepare(o, schema, read),
         }
     }
 }
@@ -156,17 +210,20 @@ pub enum SourceKind {
     CovidCxr,
     /// Any CSV or JSONL file.
     Generic,
+    /// A folder of DICOM files.
+    Dicom,
 }
 
 impl SourceKind {
     /// Every adapter.
-    pub const ALL: [SourceKind; 6] = [
+    pub const ALL: [SourceKind; 7] = [
         Self::MimicCxr,
         Self::Chexpert,
         Self::ChestXray14,
         Self::IuXray,
         Self::CovidCxr,
         Self::Generic,
+        Self::Dicom,
     ];
 
     /// The name on the command line and in the samples' `source` field.
@@ -178,6 +235,7 @@ impl SourceKind {
             Self::IuXray => "iu-xray",
             Self::CovidCxr => "covid-cxr",
             Self::Generic => "generic",
+            Self::Dicom => "dicom",
         }
     }
 }
@@ -199,6 +257,7 @@ impl FromStr for SourceKind {
             "iu" | "openi" => "iu-xray",
             "covid" | "covid-chestxray" => "covid-cxr",
             "csv" | "jsonl" => "generic",
+            "dcm" | "dicom-folder" => "dicom",
             other => other,
         };
         Self::ALL
