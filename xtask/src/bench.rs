@@ -27,8 +27,8 @@
 //! - `NOTE`: free text, may be empty (no tabs).
 //!
 //! Lines without the tag are ignored; a tagged line that does not parse is an error naming the
-//! line (its group is reported as failed). Emitters: `crates/umcl-data/benches/labeler.rs` and
-//! `images.rs`, `crates/umcl-py/benches/compare.py`,
+//! line (its group is reported as failed). Emitters: `crates/umcl-data/benches/labeler.rs`,
+//! `images.rs` and `dicom.rs`, `crates/umcl-py/benches/compare.py`,
 //! `crates/umcl-losses/benches/losses_vs_torch.rs`, `xtask/gpu/train_step.sh` and
 //! `xtask/gpu/dist_step.sh`; `xtask/gpu/run.sh` collects the same lines on a GPU host.
 //!
@@ -68,7 +68,7 @@ struct Group {
 const GROUPS: &[Group] = &[
     Group {
         name: "data",
-        about: "umcl-data: labeler (vs a Python regex labeler), image pipeline (vs PIL + torchvision), phantom, loader",
+        about: "umcl-data: labeler (vs a Python regex labeler), image pipeline (vs PIL + torchvision), DICOM (vs pydicom), phantom, loader",
         suites: &[("umcl-data", &[])],
         script: None,
         default: true,
@@ -84,6 +84,13 @@ const GROUPS: &[Group] = &[
         name: "images",
         about: "the image pipeline vs PIL + torchvision (part of data)",
         suites: &[("umcl-data", &["images"])],
+        script: None,
+        default: false,
+    },
+    Group {
+        name: "dicom",
+        about: "DICOM (2500x2048, 12-bit) to the 224 tensor vs pydicom + numpy + PIL (part of data)",
+        suites: &[("umcl-data", &["dicom"])],
         script: None,
         default: false,
     },

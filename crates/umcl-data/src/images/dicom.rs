@@ -337,8 +337,8 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, S
 
 type Object = FileDicomObject<InMemDicomObject>;
 
-/// Parses a whole DICOM file from its bytes.
-fn parse(bytes: &[u8], name: &Path) -> Result<Object, String> {
+/// Parses a DICOM file from its bytes: all of it, or with `header_only` up to the Pixel Data.
+fn parse(bytes: &[u8], name: &Path, header_only: bool) -> Result<Object, String> {
     let body = if bytes.get(128..132) == Some(b"DICM") {
         &bytes[128..]
     } else if bytes.starts_with(b"DICM") {
@@ -347,11 +347,49 @@ fn parse(bytes: &[u8], name: &Path) -> Result<Object, String> {
         return Err(not_dicom());
     };
     guarded(name, || {
-        OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Never)
+        let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
+        let options = if header_only {
+            options.read_until(tags::PIXEL_DATA)
+        } else {
+            options
+        };
+        options
             .from_reader(body)
             .map_err(|e| format!("cannot parse the DICOM file: {e}"))
     })
+}
+
+/// The uncompressed little-endian transfer syntaxes, whose pixel data [`native_pixels`] can
+/// find in the file's bytes.
+const NATIVE_LE: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
+
+/// The first `need` bytes of the top-level Pixel Data element of an uncompressed
+/// little-endian file, found in its bytes without copying: the first `(7FE0,0010)` element
+/// header (explicit `OB`/`OW` or implicit) whose defined length holds at least `need` bytes
+/// and fits in the file. An icon's Pixel Data, in a sequence before the image's, is smaller
+/// than `need` and is passed over. `None` when there is no such element (the caller then
+/// decodes through dicom-rs).
+fn native_pixels<'b>(bytes: &'b [u8], explicit: bool, need: usize) -> Option<&'b [u8]> {
+    const TAG: [u8; 4] = [0xE0, 0x7F, 0x10, 0x00];
+    let mut from = 0;
+    while let Some(at) = bytes[from..].windows(4).position(|w| w == TAG) {
+        let i = from + at;
+        from = i + 1;
+        let (len_at, start) = if explicit {
+            let vr = bytes.get(i + 4..i + 8)?;
+            if !(vr == b"OW\0\0" || vr == b"OB\0\0") {
+                continue;
+            }
+            (i + 8, i + 12)
+        } else {
+            (i + 4, i + 8)
+        };
+        let len = u32::from_le_bytes(bytes.get(len_at..len_at + 4)?.try_into().ok()?) as usize;
+        if len != u32::MAX as usize && len >= need && start + need <= bytes.len() {
+            return Some(&bytes[start..start + need]);
+        }
+    }
+    None
 }
 
 /// The attributes decoding needs, read and checked.
@@ -615,7 +653,40 @@ fn percentile(rejected: Option<String>) -> Voi {
 
 /// Decodes DICOM bytes to a float image in `[0, 1]` and the file's metadata.
 pub(crate) fn decode_raw(bytes: &[u8], name: &Path) -> Result<(RawImage, DicomInfo), String> {
-    let obj = parse(bytes, name)?;
+    let mut pixels = Vec::new();
+    let (w, h, info) = decode_into(bytes, name, &mut pixels)?;
+    Ok((
+        RawImage {
+            width: w,
+            height: h,
+            pixels: RawPixels::F32(pixels),
+        },
+        info,
+    ))
+}
+
+/// [`decode_raw`] into `out` (its allocation reused, as the loader does image after image):
+/// the width, height and metadata. Grayscale uncompressed little-endian files are read
+/// straight from `bytes`; everything else goes through dicom-rs's decoders.
+pub(crate) fn decode_into(
+    bytes: &[u8],
+    name: &Path,
+    out: &mut Vec<f32>,
+) -> Result<(usize, usize, DicomInfo), String> {
+    let head = parse(bytes, name, true)?;
+    let props = Props::read(&head)?;
+    let mut info = props.info(&head);
+    let (w, h) = (props.cols, props.rows);
+    let need = w * h * props.samples as usize * (props.bits_allocated as usize / 8);
+    if props.samples == 1 {
+        if let Some(pos) = NATIVE_LE.iter().position(|ts| *ts == props.transfer_syntax) {
+            if let Some(data) = native_pixels(bytes, pos == 1, need) {
+                gray(&head, &props, data, &mut info.voi, out)?;
+                return Ok((w, h, info));
+            }
+        }
+    }
+    let obj = parse(bytes, name, false)?;
     let props = Props::read(&obj)?;
     let mut info = props.info(&obj);
     if props.transfer_syntax == "1.2.840.10008.1.2.4.51" && props.bits_allocated > 8 {
@@ -645,22 +716,15 @@ pub(crate) fn decode_raw(bytes: &[u8], name: &Path) -> Result<(RawImage, DicomIn
         ));
     }
     let data = &data[..need];
-    let pixels = if samples == 1 {
-        gray(&obj, &props, data, &mut info.voi)?
+    if samples == 1 {
+        gray(&obj, &props, data, &mut info.voi, out)?;
     } else {
         // The JPEG decoders turn YBR into RGB and say so; uncompressed data is as the header
         // says.
         let rgb = frame.photometric_interpretation().as_str() == "RGB";
-        colour(&props, rgb, frame.planar_configuration(), data)
-    };
-    Ok((
-        RawImage {
-            width: w,
-            height: h,
-            pixels: RawPixels::F32(pixels),
-        },
-        info,
-    ))
+        *out = colour(&props, rgb, frame.planar_configuration(), data);
+    }
+    Ok((w, h, info))
 }
 
 /// The sample `i` of native little-endian data, `bits_allocated` 8 or 16 wide.
@@ -674,7 +738,13 @@ fn sample(data: &[u8], i: usize, wide: bool) -> u32 {
 }
 
 /// Grayscale: stored values, Modality LUT, VOI and MONOCHROME1 through one table.
-fn gray(obj: &Object, p: &Props, data: &[u8], voi: &mut Voi) -> Result<Vec<f32>, String> {
+fn gray(
+    obj: &Object,
+    p: &Props,
+    data: &[u8],
+    voi: &mut Voi,
+    out: &mut Vec<f32>,
+) -> Result<(), String> {
     let bits = p.bits_stored as u32;
     let shift = (p.high_bit + 1 - p.bits_stored) as u32;
     let mask = if bits == 32 {
@@ -756,7 +826,8 @@ fn gray(obj: &Object, p: &Props, data: &[u8], voi: &mut Voi) -> Result<Vec<f32>,
             (if invert { 1.0 - v } else { v }) as f32
         })
         .collect();
-    let mut out = Vec::with_capacity(n);
+    out.clear();
+    out.reserve(n);
     if wide {
         out.extend(
             data.chunks_exact(2).map(|b| {
@@ -769,7 +840,7 @@ fn gray(obj: &Object, p: &Props, data: &[u8], voi: &mut Voi) -> Result<Vec<f32>,
                 .map(|&b| table[((b as u32 >> shift) & mask) as usize]),
         );
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The [`PERCENTILES`] of the modality values, with the inverted-CDF definition: the smallest

@@ -16,6 +16,8 @@ struct Scratch {
     pixels: Vec<u8>,
     tmp: Vec<f32>,
     resized: Vec<f32>,
+    /// A decoded DICOM image, full size.
+    dicom: Vec<f32>,
 }
 
 thread_local! {
@@ -197,6 +199,28 @@ impl Preprocess {
                     n,
                     n,
                     1.0 / 255.0,
+                    &mut scratch.tmp,
+                    &mut scratch.taps,
+                    window,
+                    &mut scratch.resized,
+                );
+            } else if super::dicom::is_dicom(&scratch.file, path) {
+                // Decoded into a reused buffer: a radiograph is 20 MB of floats, and a fresh
+                // allocation per image costs more in page faults than the decoding.
+                let (w, h, _) = super::dicom::decode_into(&scratch.file, path, &mut scratch.dicom)
+                    .map_err(|message| ImageError::Decode {
+                        path: path.to_path_buf(),
+                        message,
+                    })?;
+                let rect = self.fit_rect(w, h);
+                resample_t(
+                    &scratch.dicom[..w * h],
+                    w,
+                    h,
+                    rect,
+                    n,
+                    n,
+                    1.0,
                     &mut scratch.tmp,
                     &mut scratch.taps,
                     window,
