@@ -42,6 +42,9 @@ pub struct Table {
     /// Where the skipped rows were listed (`STEM.skipped.txt`), if any were.
     #[pyo3(get)]
     skipped_list: Option<PathBuf>,
+    /// Samples left out by `frontal_only=True`, counted by view (`(none)`: no view).
+    #[pyo3(get)]
+    left_out: std::collections::BTreeMap<String, usize>,
 }
 
 fn path_str(p: &Option<PathBuf>) -> Option<String> {
@@ -163,15 +166,18 @@ fn single(kind: SourceKind, inputs: &[PathBuf]) -> PyResult<PathBuf> {
 /// Reads one dataset into unified samples, as `umcl data prepare` does, and with `out` writes
 /// them as a manifest (atomically) with the skipped rows listed next to it.
 ///
-/// `source` is mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr or generic; `input` the
-/// dataset's file or folder (a list of files for chexpert). Bad rows raise `umcl.DataError`
+/// `source` is mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr, generic or dicom; `input`
+/// the dataset's file or folder (a list of files for chexpert; for dicom a folder of DICOM
+/// files, with `table` a CSV of labels or reports keyed by `sop_instance_uid` or `file`).
+/// `frontal_only=True` keeps only frontal views and counts the others in `Table.left_out`. Bad rows raise `umcl.DataError`
 /// naming file and line, or with `skip_bad=True` are skipped and listed in `Table.skipped`.
 #[pyfunction]
 #[pyo3(signature = (
     source, input, *, out=None, schema="chest-xray", skip_bad=false, check_images=true,
     images=None, notes=None, reports=None, metadata=None, labels=None, label_set=None,
     format=None, source_name=None, id_col=None, patient_col=None, image_col=None,
-    text_cols=None, label_cols=None, label_list_col=None, list_sep=None
+    text_cols=None, label_cols=None, label_list_col=None, list_sep=None, table=None,
+    frontal_only=false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
@@ -197,6 +203,8 @@ pub fn prepare(
     label_cols: Option<Vec<String>>,
     label_list_col: Option<String>,
     list_sep: Option<String>,
+    table: Option<PathBuf>,
+    frontal_only: bool,
 ) -> PyResult<Table> {
     let kind: SourceKind = source
         .parse::<SourceKind>()
@@ -231,6 +239,7 @@ pub fn prepare(
         ],
     )?;
     only_for(kind, SourceKind::CovidCxr, &[("notes", notes.is_some())])?;
+    only_for(kind, SourceKind::Dicom, &[("table", table.is_some())])?;
     let choice =
         |name: &str, value: Option<String>, allowed: &[&str]| -> PyResult<Option<String>> {
             match value {
@@ -299,6 +308,17 @@ pub fn prepare(
             list_separator: list_sep,
             image_root,
         }),
+        SourceKind::Dicom => {
+            if image_root.is_some() {
+                return Err(PyValueError::new_err(
+                    "images does not apply to dicom: the images are the files under INPUT",
+                ));
+            }
+            Source::Dicom(umcl_data::sources::dicom::DicomOptions {
+                root: single(kind, &inputs)?,
+                table,
+            })
+        }
     };
     let schema = Schema::resolve(schema).or_raise()?;
     let read = ReadOptions {
@@ -307,14 +327,20 @@ pub fn prepare(
     };
     let (prepared, skipped_list) = py
         .detach(|| -> umcl_data::error::Result<_> {
-            let prepared = source.prepare(&schema, read)?;
+            let mut prepared = source.prepare(&schema, read)?;
+            let left_out = if frontal_only {
+                prepared.keep_frontal()
+            } else {
+                Default::default()
+            };
             let list = match &out {
                 Some(path) => prepared.write(path, &schema)?,
                 None => None,
             };
-            Ok((prepared, list))
+            Ok(((prepared, left_out), list))
         })
         .or_raise()?;
+    let (prepared, left_out) = prepared;
     Ok(Table {
         keys: schema.keys().map(String::from).collect(),
         schema: schema.name().to_string(),
@@ -322,6 +348,7 @@ pub fn prepare(
         samples: prepared.samples,
         path: out,
         skipped_list,
+        left_out,
     })
 }
 
@@ -338,6 +365,7 @@ pub fn read_manifest(py: Python<'_>, path: PathBuf) -> PyResult<Table> {
         samples: manifest.samples,
         path: Some(path),
         skipped_list: None,
+        left_out: Default::default(),
     })
 }
 

@@ -224,7 +224,7 @@ fn misuse_is_explained() {
         ),
         (
             &["--source", "padchest", "--input", &input, "--out", out],
-            "umcl: error: unknown source `padchest` (known: mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr, generic)\n",
+            "umcl: error: unknown source `padchest` (known: mimic-cxr, chexpert, chestx-ray14, iu-xray, covid-cxr, generic, dicom)\n",
         ),
         (
             &["--source", "covid-cxr", "--input", &input, "--input", &input, "--out", out],
@@ -452,4 +452,130 @@ fn stats_into_a_closed_pipe_is_not_a_panic() {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stderr), "");
+}
+
+fn dicom_fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../umcl-data/tests/dicom/fixtures")
+        .join(rel)
+}
+
+/// A folder of three DICOM files (PA, LATERAL, no view) and one that cannot be decoded.
+fn dicom_folder(dir: &Path) -> PathBuf {
+    let root = dir.join("export");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    for (from, to) in [
+        ("mono1_12in16_window_explicit.dcm", "pa.dcm"),
+        ("mono2_window_unknown_function.dcm", "sub/lateral.dcm"),
+        ("mono2_two_windows.dcm", "noview.dcm"),
+    ] {
+        std::fs::copy(dicom_fixture(from), root.join(to)).unwrap();
+    }
+    root
+}
+
+#[test]
+fn data_prepare_reads_a_dicom_folder_and_keeps_frontal_views() {
+    let dir = scratch("dicom-prepare");
+    let root = dicom_folder(&dir);
+    let out = dir.join("dicom.jsonl");
+    let stdout = ok(umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "dicom",
+        "--input",
+        &root.to_string_lossy(),
+        "--out",
+        &out.to_string_lossy(),
+        "--frontal-only",
+    ]));
+    assert!(stdout.contains("wrote 1 samples"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "left out 2 samples that are not frontal views (--frontal-only): 1 (none), 1 LATERAL"
+        ),
+        "{stdout}"
+    );
+    let manifest = Manifest::read(&out).unwrap();
+    let sample = &manifest.samples[0];
+    assert_eq!(sample.meta["view"], "AP");
+    assert_eq!(sample.patient_id.as_deref(), Some("UMCL-001"));
+    // A flag of another source is refused.
+    let refused = umcl(&[
+        "data",
+        "prepare",
+        "--source",
+        "covid-cxr",
+        "--input",
+        "x.csv",
+        "--out",
+        "y.jsonl",
+        "--table",
+        "t.csv",
+    ]);
+    assert!(text(&refused.stderr).contains("--table applies only to --source dicom"));
+}
+
+#[test]
+fn data_convert_writes_pngs_and_a_manifest_and_reports_bad_files() {
+    let dir = scratch("dicom-convert");
+    let root = dicom_folder(&dir);
+    let out = dir.join("png");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "data".to_string(),
+            "convert".into(),
+            "--input".into(),
+            root.to_string_lossy().into_owned(),
+            "--out".into(),
+            out.to_string_lossy().into_owned(),
+            "--size".into(),
+            "20".into(),
+            "--threads".into(),
+            "2".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        umcl(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let stdout = ok(run(&["--bits", "16"]));
+    assert!(stdout.contains("wrote 3 16-bit PNGs"), "{stdout}");
+    // 40 x 32 scaled to a longer side of 20: 20 x 16, 16-bit, and the pixels are the decoded
+    // image resized.
+    let png = image::open(out.join("pa.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (20, 16));
+    let png = png.into_luma16();
+    let (decoded, _) =
+        umcl_data::images::dicom::load(dicom_fixture("mono1_12in16_window_explicit.dcm")).unwrap();
+    let want = decoded.resized(20, 16).unwrap().to_u16();
+    assert_eq!(png.as_raw(), &want);
+    let manifest = std::fs::read_to_string(out.join("convert.csv")).unwrap();
+    let lines: Vec<&str> = manifest.lines().collect();
+    assert_eq!(lines.len(), 4, "{manifest}");
+    assert!(lines[0].starts_with("png,dicom,sop_instance_uid,patient_id"));
+    assert!(manifest.contains("sub/lateral.png"), "{manifest}");
+    // A file that cannot be decoded stops the run, naming it; --skip-bad counts and lists it.
+    std::fs::copy(
+        dicom_fixture("bad/jpeg2000_unsupported.dcm"),
+        root.join("j2k.dcm"),
+    )
+    .unwrap();
+    let failed = run(&[]);
+    assert!(!failed.status.success());
+    let err = text(&failed.stderr);
+    assert!(
+        err.contains("j2k.dcm") && err.contains("1.2.840.10008.1.2.4.90"),
+        "{err}"
+    );
+    let stdout = ok(run(&["--skip-bad"]));
+    assert!(
+        stdout.contains("wrote 3 8-bit PNGs") && stdout.contains("skipped 1 files"),
+        "{stdout}"
+    );
+    let listed = std::fs::read_to_string(out.join("convert.skipped.txt")).unwrap();
+    assert!(listed.contains("j2k.dcm"));
 }

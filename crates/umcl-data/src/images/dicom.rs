@@ -369,7 +369,7 @@ const NATIVE_LE: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
 /// and fits in the file. An icon's Pixel Data, in a sequence before the image's, is smaller
 /// than `need` and is passed over. `None` when there is no such element (the caller then
 /// decodes through dicom-rs).
-fn native_pixels<'b>(bytes: &'b [u8], explicit: bool, need: usize) -> Option<&'b [u8]> {
+fn native_pixels(bytes: &[u8], explicit: bool, need: usize) -> Option<&[u8]> {
     const TAG: [u8; 4] = [0xE0, 0x7F, 0x10, 0x00];
     let mut from = 0;
     while let Some(at) = bytes[from..].windows(4).position(|w| w == TAG) {

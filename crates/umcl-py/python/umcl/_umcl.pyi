@@ -62,6 +62,7 @@ class Table:
     skipped: List[str]
     path: Optional[str]
     skipped_list: Optional[str]
+    left_out: Dict[str, int]
     def __len__(self) -> int: ...
     def rows(self) -> List[Dict[str, Any]]:
         """One dict per sample: id, patient_id, image, text, source, labels, meta."""
@@ -93,6 +94,8 @@ def prepare(
     label_cols: Optional[Sequence[str]] = None,
     label_list_col: Optional[str] = None,
     list_sep: Optional[str] = None,
+    table: Optional[_Path] = None,
+    frontal_only: bool = False,
 ) -> Table:
     """Reads a dataset as `umcl data prepare` does; with `out`, writes the manifest."""
 
