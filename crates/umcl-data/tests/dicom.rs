@@ -394,3 +394,82 @@ fn the_dicom_adapter_joins_a_table_and_filters_views() {
         "keyed by file"
     );
 }
+
+#[test]
+fn the_loader_batches_dicom_samples_with_augmentation() {
+    use umcl_data::augment::Augment;
+    use umcl_data::loader::{Loader, LoaderConfig};
+    use umcl_data::schema::Schema;
+    use umcl_data::sources::{dicom::DicomOptions, ReadOptions, Source};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("export");
+    std::fs::create_dir_all(&root).unwrap();
+    for name in [
+        "mono1_12in16_window_explicit.dcm",
+        "mono2_12in16_two_frames.dcm",
+        "mono2_8bit_rle.dcm",
+        "rgb_planar1.dcm",
+    ] {
+        std::fs::copy(fixtures().join(name), root.join(name)).unwrap();
+    }
+    let schema = Schema::chest_xray();
+    let prepared = Source::Dicom(DicomOptions { root, table: None })
+        .prepare(&schema, ReadOptions::default())
+        .unwrap();
+    let two_frames = prepared
+        .samples
+        .iter()
+        .find(|s| s.meta["file"] == "mono2_12in16_two_frames.dcm")
+        .unwrap();
+    assert_eq!(two_frames.meta["frames"], "2 (the first is used)");
+    let pre = Preprocess {
+        size: 12,
+        fit: Fit::PadToSquare,
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        channels: 1,
+    };
+    let want: Vec<Vec<f32>> = prepared
+        .samples
+        .iter()
+        .map(|s| {
+            pre.load(s.image.as_ref().unwrap())
+                .unwrap()
+                .pixels()
+                .to_vec()
+        })
+        .collect();
+    let config = |augment| LoaderConfig {
+        batch_size: 2,
+        threads: 2,
+        preprocess: pre.clone(),
+        augment,
+        ..LoaderConfig::default()
+    };
+    // Without augmentation each row is the file's decoded, resized image.
+    let loader = Loader::new(prepared.samples.clone(), None, config(None)).unwrap();
+    let mut seen = 0;
+    for batch in loader.epoch(0) {
+        let batch = batch.unwrap();
+        for (row, &index) in batch.indices.iter().enumerate() {
+            let got: Vec<f32> = batch
+                .images
+                .slice(ndarray::s![row, 0, .., ..])
+                .iter()
+                .copied()
+                .collect();
+            for (a, b) in got.iter().zip(&want[index]) {
+                assert!((a - b).abs() < 1e-5, "sample {index}: {a} vs {b}");
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 4);
+    // With augmentation (the cropping path), every image still decodes and stays in range.
+    let loader = Loader::new(prepared.samples, None, config(Some(Augment::default()))).unwrap();
+    for batch in loader.epoch(1) {
+        let batch = batch.unwrap();
+        assert!(batch.images.iter().all(|v| v.is_finite()));
+    }
+}

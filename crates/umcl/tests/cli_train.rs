@@ -240,6 +240,18 @@ fn a_run_killed_mid_step_and_resumed_ends_bitwise_identical() {
         .unwrap());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 3, "{text}");
+    // A DICOM file classifies like a PNG (decoded by docs/dicom.md's policy).
+    let dcm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../umcl-data/tests/dicom/fixtures/mono1_12in16_window_explicit.dcm");
+    let out = ok(umcl()
+        .args(["classify", "--top-k", "2", "--checkpoint"])
+        .arg(dir.path().join("runs/full"))
+        .arg(&dcm)
+        .output()
+        .unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("mono1_12in16_window_explicit.dcm"), "{text}");
 }
 
 #[test]

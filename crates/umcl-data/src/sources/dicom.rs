@@ -6,7 +6,8 @@
 //! is loaded ([`crate::images::dicom`]). The sample's id is the SOP Instance UID (else the
 //! file's path under the folder), its patient the Patient ID, and its `meta` holds
 //! `study_uid`, `series_uid`, `sop_uid`, `view` (View Position), `window` (the VOI the
-//! decoding policy picks) and `file`.
+//! decoding policy picks), `file`, and for a multi-frame file `frames` (only the first frame
+//! is decoded).
 //!
 //! The CSV, when given, is read like the generic adapter's: its key column is
 //! `sop_instance_uid` (or `SOPInstanceUID`), else `file` (a path under the folder, or a bare
@@ -122,6 +123,11 @@ pub fn prepare(options: &DicomOptions, schema: &Schema, read: ReadOptions) -> Re
                     ("view", info.view_position.clone()),
                     ("window", Some(info.voi.to_string())),
                     ("file", Some(rel.clone())),
+                    // Only the first frame is decoded: say so where there are more.
+                    (
+                        "frames",
+                        (info.frames > 1).then(|| format!("{} (the first is used)", info.frames)),
+                    ),
                 ];
                 for (key, value) in meta {
                     if let Some(value) = value {
