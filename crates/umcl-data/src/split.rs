@@ -125,6 +125,17 @@ pub struct FoldSpec {
     pub stratify: String,
 }
 
+/// How a manifest is split: by fractions of patients, or one fold of a cross-validation
+/// stratified by [`FoldSpec::stratify`] (read by [`stratum`]). What `umcl data split` and the
+/// Python `umcl.split` choose between.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SplitMethod {
+    /// Train/val/test fractions of patients.
+    Fractions(SplitSpec),
+    /// One fold of a patient-level, stratified K-fold cross-validation.
+    Fold(FoldSpec),
+}
+
 /// What a sample's stratum is, for [`Split::fold`].
 pub type Stratum = Box<dyn Fn(&Sample) -> String + Send + Sync>;
 
@@ -247,6 +258,18 @@ impl Split {
             ids,
             groups: counts,
             made_from: Some(Fingerprint::of(samples)),
+        }
+    }
+
+    /// The split of a manifest's samples by `method`; a fold's stratum is read against the
+    /// manifest's label keys.
+    pub fn of_manifest(manifest: &crate::manifest::Manifest, method: SplitMethod) -> Result<Split> {
+        match method {
+            SplitMethod::Fractions(spec) => Ok(Split::new(&manifest.samples, spec)),
+            SplitMethod::Fold(spec) => {
+                let by = stratum(&spec.stratify, &manifest.header.keys)?;
+                Split::fold(&manifest.samples, spec, by)
+            }
         }
     }
 
@@ -394,8 +417,12 @@ impl Split {
             .collect()
     }
 
-    /// Writes the split atomically; `manifest` is recorded by file name.
+    /// Writes the split atomically, creating its folder when needed; `manifest` is recorded
+    /// by file name.
     pub fn write(&self, path: &Path, manifest: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|err| DataError::io(dir, err))?;
+        }
         let file = SplitFile {
             format: SPLIT_FORMAT.to_string(),
             version: 2,

@@ -1,7 +1,7 @@
 //! `umcl.prepare`, `umcl.read_manifest` and `umcl.split`: dataset adapters, unified manifests
 //! and patient-level splits, with the rows as a `umcl.Table`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::PyValueError;
@@ -11,9 +11,9 @@ use umcl_data::manifest::Manifest;
 use umcl_data::sample::Sample;
 use umcl_data::schema::Schema;
 use umcl_data::sources::{
-    chestxray14, chexpert, covid, generic, iu_xray, mimic, ReadOptions, Source, SourceKind,
+    covid, generic, mimic, ReadOptions, SourceKind, SourceMisuse, SourceOption, SourceRequest,
 };
-use umcl_data::split::{self as rsplit, FoldSpec, Part, SplitSpec};
+use umcl_data::split::{self as rsplit, FoldSpec, Part, SplitMethod, SplitSpec};
 
 use crate::errors::Raise;
 use crate::labels::labels_dict;
@@ -140,26 +140,24 @@ impl Table {
     }
 }
 
-/// Fails when an option of another source is given, as `umcl data prepare` does.
-fn only_for(kind: SourceKind, owner: SourceKind, given: &[(&str, bool)]) -> PyResult<()> {
-    if kind != owner {
-        if let Some((name, _)) = given.iter().find(|(_, g)| *g) {
-            return Err(PyValueError::new_err(format!(
-                "{name} applies only to source {owner}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The one input of a source that takes one.
-fn single(kind: SourceKind, inputs: &[PathBuf]) -> PyResult<PathBuf> {
-    match inputs {
-        [one] => Ok(one.clone()),
-        _ => Err(PyValueError::new_err(format!(
-            "source {kind} takes one input, got {} (only chexpert takes several)",
-            inputs.len()
-        ))),
+/// The keyword argument that sets `option`.
+fn keyword(option: SourceOption) -> &'static str {
+    match option {
+        SourceOption::Reports => "reports",
+        SourceOption::Metadata => "metadata",
+        SourceOption::Labels => "labels",
+        SourceOption::LabelSet => "label_set",
+        SourceOption::Notes => "notes",
+        SourceOption::Format => "format",
+        SourceOption::SourceName => "source_name",
+        SourceOption::Id => "id_col",
+        SourceOption::Patient => "patient_col",
+        SourceOption::Image => "image_col",
+        SourceOption::Text => "text_cols",
+        SourceOption::LabelColumns => "label_cols",
+        SourceOption::LabelList => "label_list_col",
+        SourceOption::ListSeparator => "list_sep",
+        SourceOption::Table => "table",
     }
 }
 
@@ -213,33 +211,6 @@ pub fn prepare(
         Ok(one) => vec![one],
         Err(_) => input.extract()?,
     };
-    only_for(
-        kind,
-        SourceKind::MimicCxr,
-        &[
-            ("reports", reports.is_some()),
-            ("metadata", metadata.is_some()),
-            ("labels", labels.is_some()),
-            ("label_set", label_set.is_some()),
-        ],
-    )?;
-    only_for(
-        kind,
-        SourceKind::Generic,
-        &[
-            ("format", format.is_some()),
-            ("source_name", source_name.is_some()),
-            ("id_col", id_col.is_some()),
-            ("patient_col", patient_col.is_some()),
-            ("image_col", image_col.is_some()),
-            ("text_cols", text_cols.is_some()),
-            ("label_cols", label_cols.is_some()),
-            ("label_list_col", label_list_col.is_some()),
-            ("list_sep", list_sep.is_some()),
-        ],
-    )?;
-    only_for(kind, SourceKind::CovidCxr, &[("notes", notes.is_some())])?;
-    only_for(kind, SourceKind::Dicom, &[("table", table.is_some())])?;
     let choice =
         |name: &str, value: Option<String>, allowed: &[&str]| -> PyResult<Option<String>> {
             match value {
@@ -249,77 +220,56 @@ pub fn prepare(
                 v => Ok(v),
             }
         };
-    let notes = choice("notes", notes, &["full", "imaging"])?;
-    let label_set = choice("label_set", label_set, &["chexpert", "negbio"])?;
-    let format = choice("format", format, &["csv", "jsonl"])?;
-    let image_root = images;
-    let source = match kind {
-        SourceKind::Chexpert => Source::Chexpert(chexpert::ChexpertOptions {
-            csv_files: inputs,
-            image_root,
-        }),
-        SourceKind::ChestXray14 => Source::ChestXray14(chestxray14::Chestxray14Options {
-            csv_file: single(kind, &inputs)?,
-            image_root,
-        }),
-        SourceKind::IuXray => Source::IuXray(iu_xray::IuXrayOptions {
-            csv_file: single(kind, &inputs)?,
-            image_root,
-        }),
-        SourceKind::CovidCxr => Source::CovidCxr(covid::CovidOptions {
-            csv_file: single(kind, &inputs)?,
-            image_root,
-            notes: match notes.as_deref() {
-                Some("imaging") => covid::CovidNotes::Imaging,
-                _ => covid::CovidNotes::Full,
-            },
-        }),
-        SourceKind::MimicCxr => {
-            if image_root.is_some() {
-                return Err(PyValueError::new_err(
-                    "images does not apply to mimic-cxr: images are under INPUT/files",
-                ));
+    let request = SourceRequest {
+        inputs,
+        image_root: images,
+        reports,
+        metadata,
+        labels,
+        label_set: choice("label_set", label_set, &["chexpert", "negbio"])?.map(|s| {
+            if s == "negbio" {
+                mimic::MimicLabels::Negbio
+            } else {
+                mimic::MimicLabels::Chexpert
             }
-            Source::MimicCxr(mimic::MimicOptions {
-                root: single(kind, &inputs)?,
-                metadata,
-                labels,
-                label_set: match label_set.as_deref() {
-                    Some("negbio") => mimic::MimicLabels::Negbio,
-                    _ => mimic::MimicLabels::Chexpert,
-                },
-                reports,
-            })
-        }
-        SourceKind::Generic => Source::Generic(generic::GenericOptions {
-            file: single(kind, &inputs)?,
-            format: match format.as_deref() {
-                Some("jsonl") => Some(generic::GenericFormat::Jsonl),
-                Some(_) => Some(generic::GenericFormat::Csv),
-                None => None,
-            },
-            source_name,
-            id: id_col,
-            patient: patient_col,
-            image: image_col,
-            text: text_cols.unwrap_or_default(),
-            label_columns: label_cols.unwrap_or_default(),
-            label_list: label_list_col,
-            list_separator: list_sep,
-            image_root,
         }),
-        SourceKind::Dicom => {
-            if image_root.is_some() {
-                return Err(PyValueError::new_err(
-                    "images does not apply to dicom: the images are the files under INPUT",
-                ));
+        notes: choice("notes", notes, &["full", "imaging"])?.map(|s| {
+            if s == "imaging" {
+                covid::CovidNotes::Imaging
+            } else {
+                covid::CovidNotes::Full
             }
-            Source::Dicom(umcl_data::sources::dicom::DicomOptions {
-                root: single(kind, &inputs)?,
-                table,
-            })
-        }
+        }),
+        format: choice("format", format, &["csv", "jsonl"])?.map(|s| {
+            if s == "jsonl" {
+                generic::GenericFormat::Jsonl
+            } else {
+                generic::GenericFormat::Csv
+            }
+        }),
+        source_name,
+        id: id_col,
+        patient: patient_col,
+        image: image_col,
+        text: text_cols.unwrap_or_default(),
+        label_columns: label_cols.unwrap_or_default(),
+        label_list: label_list_col,
+        list_separator: list_sep,
+        table,
     };
+    let source = request.into_source(kind).map_err(|misuse| {
+        PyValueError::new_err(match misuse {
+            SourceMisuse::NotFor { option, owner } => {
+                format!("{} applies only to source {owner}", keyword(option))
+            }
+            SourceMisuse::OneInput { given } => {
+                format!("source {kind} takes one input, got {given} (only chexpert takes several)")
+            }
+            SourceMisuse::NoImageRoot { why } => {
+                format!("images does not apply to {kind}: {why}")
+            }
+        })
+    })?;
     let schema = Schema::resolve(schema).or_raise()?;
     let read = ReadOptions {
         skip_bad,
@@ -440,21 +390,17 @@ pub fn split(
     let path = out.unwrap_or_else(|| rsplit::split_path(&manifest));
     let made = py.detach(|| -> umcl_data::error::Result<_> {
         let m = Manifest::read(&manifest)?;
-        let split = match (folds, fold) {
-            (Some(folds), Some(fold)) => {
-                let stratum = rsplit::stratum(stratify, &m.header.keys)?;
-                let spec = FoldSpec {
-                    seed,
-                    folds,
-                    fold,
-                    val_percent,
-                    stratify: stratify.to_string(),
-                };
-                rsplit::Split::fold(&m.samples, spec, stratum)?
-            }
+        let method = match (folds, fold) {
+            (Some(folds), Some(fold)) => SplitMethod::Fold(FoldSpec {
+                seed,
+                folds,
+                fold,
+                val_percent,
+                stratify: stratify.to_string(),
+            }),
             (None, None) => {
                 let (a, b, c) = fractions;
-                rsplit::Split::new(&m.samples, SplitSpec::new(seed, [a, b, c])?)
+                SplitMethod::Fractions(SplitSpec::new(seed, [a, b, c])?)
             }
             _ => {
                 return Err(umcl_data::error::DataError::Invalid(
@@ -462,7 +408,7 @@ pub fn split(
                 ))
             }
         };
-        create_parent(&path)?;
+        let split = rsplit::Split::of_manifest(&m, method)?;
         split.write(&path, &manifest)?;
         Ok(split)
     });
@@ -475,13 +421,4 @@ pub fn split(
         patients: (split.groups[0], split.groups[1], split.groups[2]),
         path,
     })
-}
-
-fn create_parent(path: &Path) -> umcl_data::error::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|e| umcl_data::error::DataError::io(dir, e))
-        }
-        _ => Ok(()),
-    }
 }

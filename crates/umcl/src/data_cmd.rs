@@ -9,10 +9,10 @@ use clap::{Args, Subcommand};
 use umcl_data::manifest::{Manifest, ManifestReader, SourceStats, Stats};
 use umcl_data::schema::Schema;
 use umcl_data::sources::{
-    chestxray14, chexpert, covid, dicom, generic, iu_xray, mimic, Prepared, ReadOptions, Source,
-    SourceKind,
+    covid, generic, mimic, Prepared, ReadOptions, SourceKind, SourceMisuse, SourceOption,
+    SourceRequest,
 };
-use umcl_data::split::{self, Part, Split, SplitSpec};
+use umcl_data::split::{self, Part, Split, SplitMethod, SplitSpec};
 
 /// Unified (image, text, labels) manifests.
 #[derive(Args)]
@@ -181,128 +181,81 @@ pub fn run(args: DataArgs) -> Result<()> {
 }
 
 impl PrepareArgs {
-    /// Fails when a flag of another source is given.
-    fn check_flags(&self, kind: SourceKind) -> Result<()> {
-        let mimic = [
-            ("--reports", self.reports.is_some()),
-            ("--metadata", self.metadata.is_some()),
-            ("--labels", self.labels.is_some()),
-            ("--label-set", self.label_set.is_some()),
-        ];
-        let generic = [
-            ("--format", self.format.is_some()),
-            ("--source-name", self.source_name.is_some()),
-            ("--id-col", self.id_col.is_some()),
-            ("--patient-col", self.patient_col.is_some()),
-            ("--image-col", self.image_col.is_some()),
-            ("--text-col", !self.text_col.is_empty()),
-            ("--label-cols", !self.label_cols.is_empty()),
-            ("--label-list-col", self.label_list_col.is_some()),
-            ("--list-sep", self.list_sep.is_some()),
-        ];
-        let covid = [("--notes", self.notes.is_some())];
-        let dicom = [("--table", self.table.is_some())];
-        for (owner, flags) in [
-            (SourceKind::MimicCxr, &mimic[..]),
-            (SourceKind::Generic, &generic[..]),
-            (SourceKind::CovidCxr, &covid[..]),
-            (SourceKind::Dicom, &dicom[..]),
-        ] {
-            if kind != owner {
-                if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
-                    bail!("{flag} applies only to --source {owner}");
-                }
-            }
+    /// The adapter's options; the flags of another adapter are refused by name.
+    fn request(&self) -> SourceRequest {
+        SourceRequest {
+            inputs: self.inputs.clone(),
+            image_root: self.images.clone(),
+            reports: self.reports.clone(),
+            metadata: self.metadata.clone(),
+            labels: self.labels.clone(),
+            label_set: self.label_set.as_deref().map(|s| match s {
+                "negbio" => mimic::MimicLabels::Negbio,
+                _ => mimic::MimicLabels::Chexpert,
+            }),
+            notes: self.notes.as_deref().map(|s| match s {
+                "imaging" => covid::CovidNotes::Imaging,
+                _ => covid::CovidNotes::Full,
+            }),
+            format: self.format.as_deref().map(|s| match s {
+                "jsonl" => generic::GenericFormat::Jsonl,
+                _ => generic::GenericFormat::Csv,
+            }),
+            source_name: self.source_name.clone(),
+            id: self.id_col.clone(),
+            patient: self.patient_col.clone(),
+            image: self.image_col.clone(),
+            text: self.text_col.clone(),
+            label_columns: self.label_cols.clone(),
+            label_list: self.label_list_col.clone(),
+            list_separator: self.list_sep.clone(),
+            table: self.table.clone(),
         }
-        if kind != SourceKind::Chexpert && self.inputs.len() > 1 {
-            bail!("--source {kind} takes one --input (only chexpert takes several)");
-        }
-        Ok(())
     }
+}
 
-    fn single_input(&self) -> PathBuf {
-        self.inputs[0].clone()
+/// The flag that sets `option`.
+fn flag(option: SourceOption) -> &'static str {
+    match option {
+        SourceOption::Reports => "--reports",
+        SourceOption::Metadata => "--metadata",
+        SourceOption::Labels => "--labels",
+        SourceOption::LabelSet => "--label-set",
+        SourceOption::Notes => "--notes",
+        SourceOption::Format => "--format",
+        SourceOption::SourceName => "--source-name",
+        SourceOption::Id => "--id-col",
+        SourceOption::Patient => "--patient-col",
+        SourceOption::Image => "--image-col",
+        SourceOption::Text => "--text-col",
+        SourceOption::LabelColumns => "--label-cols",
+        SourceOption::LabelList => "--label-list-col",
+        SourceOption::ListSeparator => "--list-sep",
+        SourceOption::Table => "--table",
     }
 }
 
 fn prepare(args: &PrepareArgs) -> Result<()> {
     let kind: SourceKind = args.source.parse()?;
-    args.check_flags(kind)?;
+    let source = match args.request().into_source(kind) {
+        Ok(source) => source,
+        Err(SourceMisuse::NotFor { option, owner }) => {
+            bail!("{} applies only to --source {owner}", flag(option))
+        }
+        Err(SourceMisuse::OneInput { .. }) => {
+            bail!("--source {kind} takes one --input (only chexpert takes several)")
+        }
+        Err(SourceMisuse::NoImageRoot { why }) => {
+            bail!("--images does not apply to {kind}: {why}")
+        }
+    };
+    if kind == SourceKind::Generic && args.label_cols.is_empty() && args.label_list_col.is_none() {
+        eprintln!("umcl: note: no --label-cols or --label-list-col: every label is unmentioned");
+    }
     let schema = Schema::resolve(&args.schema).context("cannot load the schema")?;
     let read = ReadOptions {
         skip_bad: args.skip_bad,
         check_images: !args.no_check_images,
-    };
-    let image_root = args.images.clone();
-    let source = match kind {
-        SourceKind::Chexpert => Source::Chexpert(chexpert::ChexpertOptions {
-            csv_files: args.inputs.clone(),
-            image_root,
-        }),
-        SourceKind::ChestXray14 => Source::ChestXray14(chestxray14::Chestxray14Options {
-            csv_file: args.single_input(),
-            image_root,
-        }),
-        SourceKind::IuXray => Source::IuXray(iu_xray::IuXrayOptions {
-            csv_file: args.single_input(),
-            image_root,
-        }),
-        SourceKind::CovidCxr => Source::CovidCxr(covid::CovidOptions {
-            csv_file: args.single_input(),
-            image_root,
-            notes: match args.notes.as_deref() {
-                Some("imaging") => covid::CovidNotes::Imaging,
-                _ => covid::CovidNotes::Full,
-            },
-        }),
-        SourceKind::MimicCxr => {
-            if image_root.is_some() {
-                bail!("--images does not apply to mimic-cxr: images are under INPUT/files");
-            }
-            Source::MimicCxr(mimic::MimicOptions {
-                root: args.single_input(),
-                metadata: args.metadata.clone(),
-                labels: args.labels.clone(),
-                label_set: match args.label_set.as_deref() {
-                    Some("negbio") => mimic::MimicLabels::Negbio,
-                    _ => mimic::MimicLabels::Chexpert,
-                },
-                reports: args.reports.clone(),
-            })
-        }
-        SourceKind::Generic => {
-            if args.label_cols.is_empty() && args.label_list_col.is_none() {
-                eprintln!(
-                    "umcl: note: no --label-cols or --label-list-col: every label is unmentioned"
-                );
-            }
-            Source::Generic(generic::GenericOptions {
-                file: args.single_input(),
-                format: match args.format.as_deref() {
-                    Some("jsonl") => Some(generic::GenericFormat::Jsonl),
-                    Some(_) => Some(generic::GenericFormat::Csv),
-                    None => None,
-                },
-                source_name: args.source_name.clone(),
-                id: args.id_col.clone(),
-                patient: args.patient_col.clone(),
-                image: args.image_col.clone(),
-                text: args.text_col.clone(),
-                label_columns: args.label_cols.clone(),
-                label_list: args.label_list_col.clone(),
-                list_separator: args.list_sep.clone(),
-                image_root,
-            })
-        }
-        SourceKind::Dicom => {
-            if image_root.is_some() {
-                bail!("--images does not apply to dicom: the images are the files under INPUT");
-            }
-            Source::Dicom(dicom::DicomOptions {
-                root: args.single_input(),
-                table: args.table.clone(),
-            })
-        }
     };
     let mut prepared: Prepared = source.prepare(&schema, read)?;
     let left_out = if args.frontal_only {
@@ -459,7 +412,7 @@ fn stats(args: &StatsArgs) -> Result<()> {
 }
 
 /// Creates the folder an output file goes into, as `--out` of `umcl data phantom` does.
-pub(crate) fn create_parent(path: &Path) -> Result<()> {
+fn create_parent(path: &Path) -> Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the folder {}", dir.display())),
@@ -469,29 +422,25 @@ pub(crate) fn create_parent(path: &Path) -> Result<()> {
 
 fn split_cmd(args: &SplitArgs) -> Result<()> {
     let manifest = Manifest::read(&args.manifest)?;
-    let split = match (args.folds, args.fold) {
-        (Some(folds), Some(fold)) => {
-            let stratum = split::stratum(&args.stratify, &manifest.header.keys)?;
-            let fold_spec = split::FoldSpec {
-                seed: args.seed,
-                folds,
-                fold,
-                val_percent: args.val_percent,
-                stratify: args.stratify.clone(),
-            };
-            Split::fold(&manifest.samples, fold_spec, stratum)?
-        }
-        _ => {
-            let fractions = split::parse_fractions(&args.fractions)?;
-            Split::new(&manifest.samples, SplitSpec::new(args.seed, fractions)?)
-        }
+    let method = match (args.folds, args.fold) {
+        (Some(folds), Some(fold)) => SplitMethod::Fold(split::FoldSpec {
+            seed: args.seed,
+            folds,
+            fold,
+            val_percent: args.val_percent,
+            stratify: args.stratify.clone(),
+        }),
+        _ => SplitMethod::Fractions(SplitSpec::new(
+            args.seed,
+            split::parse_fractions(&args.fractions)?,
+        )?),
     };
+    let split = Split::of_manifest(&manifest, method)?;
     let spec = split.spec;
     let path = args
         .out
         .clone()
         .unwrap_or_else(|| split::split_path(&args.manifest));
-    create_parent(&path)?;
     split.write(&path, &args.manifest)?;
     let mut out = String::new();
     match &split.fold {

@@ -176,9 +176,12 @@ impl GrayImage {
     /// ```
     /// use umcl_data::images::GrayImage;
     ///
-    /// let img = GrayImage::new(4, 2, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0])?;
+    /// // A flat grey 4x2 image halved: 2x1, still flat grey (the filter's weights sum to 1).
+    /// let img = GrayImage::new(4, 2, vec![0.5; 8])?;
     /// let half = img.resized(2, 1)?;
-    /// assert_eq!(half.pixels(), [0.0, 1.0]);
+    /// assert_eq!((half.width(), half.height()), (2, 1));
+    /// assert!(half.pixels().iter().all(|&v| (v - 0.5).abs() < 1e-6));
+    /// assert!(img.resized(0, 1).is_err());
     /// # Ok::<(), umcl_data::images::ImageError>(())
     /// ```
     pub fn resized(&self, width: usize, height: usize) -> Result<GrayImage, ImageError> {

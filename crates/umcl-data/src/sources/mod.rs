@@ -22,6 +22,9 @@ pub mod dicom;
 pub mod generic;
 pub mod iu_xray;
 pub mod mimic;
+mod request;
+
+pub use self::request::{SourceMisuse, SourceOption, SourceRequest};
 
 use std::cell::RefCell;
 use std::collections::HashMap;
