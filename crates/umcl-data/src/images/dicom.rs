@@ -36,14 +36,31 @@ use super::{GrayImage, ImageError};
 /// The percentiles of the fallback window (see [`Voi::Percentile`]).
 pub const PERCENTILES: (f64, f64) = (0.5, 99.5);
 
-/// Whether `bytes` (read from `name`) are to be decoded as DICOM: the `DICM` magic at byte 128
-/// (or at byte 0, a file without its preamble), or a name ending in `.dcm` / `.dicom`.
+/// Whether `bytes` (read from `name`) are to be decoded as DICOM: a name ending in `.dcm` /
+/// `.dicom`, or else the `DICM` magic at byte 128 (or at byte 0, a file without its preamble)
+/// in a file that does not start as a JPEG or PNG does (whose metadata could hold those four
+/// bytes at that place by chance).
+///
+/// ```
+/// use std::path::Path;
+/// use umcl_data::images::dicom::is_dicom;
+///
+/// let mut file = vec![0u8; 132];
+/// file[128..].copy_from_slice(b"DICM");
+/// assert!(is_dicom(&file, Path::new("IM0001")));
+/// assert!(is_dicom(b"anything", Path::new("scan.DCM")));
+/// file[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]); // a JPEG
+/// assert!(!is_dicom(&file, Path::new("photo.jpg")));
+/// ```
 pub fn is_dicom(bytes: &[u8], name: &Path) -> bool {
-    bytes.get(128..132) == Some(b"DICM")
-        || bytes.starts_with(b"DICM")
-        || name
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"))
+    if name
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"))
+    {
+        return true;
+    }
+    let jpeg_or_png = bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || bytes.starts_with(b"\x89PNG");
+    !jpeg_or_png && (bytes.get(128..132) == Some(b"DICM") || bytes.starts_with(b"DICM"))
 }
 
 /// How a VOI LUT Function shapes a window.

@@ -59,19 +59,14 @@ pub fn find_files(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A `.dcm` / `.dicom` name, or the `DICM` magic at byte 128.
+/// Whether the file is DICOM by [`dicom::is_dicom`], from its name and first 132 bytes.
 fn looks_like_dicom(path: &Path) -> bool {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"))
-    {
-        return true;
-    }
     use std::io::Read;
-    let mut head = [0u8; 132];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| &head[128..] == b"DICM")
+    let mut head = Vec::with_capacity(132);
+    let read = std::fs::File::open(path).and_then(|f| f.take(132).read_to_end(&mut head));
+    // An unreadable file is still listed when its name says DICOM: reading its header then
+    // fails with an error naming it, rather than the file vanishing from the listing.
+    dicom::is_dicom(if read.is_ok() { &head } else { &[] }, path)
 }
 
 /// The path of `file` under `root`, with `/` separators.
