@@ -388,10 +388,53 @@ fn the_dicom_adapter_joins_a_table_and_filters_views() {
     let prepared = source.prepare(&schema, skip).unwrap();
     assert_eq!(prepared.samples.len(), 2);
     assert_eq!(prepared.skipped.len(), 1);
+    let skipped = prepared.skipped[0].to_string();
+    assert_eq!(
+        skipped.matches("broken.dcm").count(),
+        1,
+        "named once: {skipped}"
+    );
     assert_eq!(
         prepared.samples[0].labels[cardio],
         LabelState::Negative,
         "keyed by file"
+    );
+    // A bare file name that two files share (b/c.dcm, d/c.dcm) is an ambiguous key; a path
+    // under the folder is not.
+    std::fs::remove_file(root.join("broken.dcm")).unwrap();
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::copy(
+        fixtures().join("mono2_two_windows.dcm"),
+        root.join("d/c.dcm"),
+    )
+    .unwrap();
+    std::fs::write(&table, "file,Cardiomegaly\nc.dcm,0\n").unwrap();
+    let err = source
+        .prepare(&schema, ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("labels.csv:2") && err.contains("names 2 DICOM files"),
+        "{err}"
+    );
+    std::fs::write(&table, "file,Cardiomegaly\nd/c.dcm,1\n").unwrap();
+    let prepared = source.prepare(&schema, ReadOptions::default()).unwrap();
+    let by_path = prepared
+        .samples
+        .iter()
+        .find(|s| s.meta["file"] == "d/c.dcm")
+        .unwrap();
+    assert_eq!(by_path.labels[cardio], LabelState::Positive);
+    std::fs::remove_dir_all(root.join("d")).unwrap();
+    // The same image exported twice: the second copy is a bad file naming the first.
+    std::fs::copy(root.join("a.dcm"), root.join("z.dcm")).unwrap();
+    let err = source
+        .prepare(&schema, ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("z.dcm") && err.contains("repeats that of a.dcm"),
+        "{err}"
     );
 }
 

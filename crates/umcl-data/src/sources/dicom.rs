@@ -11,7 +11,7 @@
 //!
 //! The CSV, when given, is read like the generic adapter's: its key column is
 //! `sop_instance_uid` (or `SOPInstanceUID`), else `file` (a path under the folder, or a bare
-//! file name when that is unique); label columns are every column the schema knows, in
+//! file name that only one file has: a name several files share is a bad row); label columns are every column the schema knows, in
 //! `1/0/-1/blank`; a `report` (or `text`) column is the text. A row whose key matches no file
 //! is a bad row; a file without a row is an image-only sample.
 
@@ -69,6 +69,16 @@ fn looks_like_dicom(path: &Path) -> bool {
     dicom::is_dicom(if read.is_ok() { &head } else { &[] }, path)
 }
 
+/// What an image error says, without the file name that [`DataError::file`] adds again.
+fn image_message(err: crate::images::ImageError) -> String {
+    use crate::images::ImageError;
+    match err {
+        ImageError::Decode { message, .. } => message,
+        ImageError::Read { err, .. } => format!("cannot read the file: {err}"),
+        other => other.to_string(),
+    }
+}
+
 /// The path of `file` under `root`, with `/` separators.
 fn relative(root: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(root).unwrap_or(file);
@@ -98,11 +108,37 @@ pub fn prepare(options: &DicomOptions, schema: &Schema, read: ReadOptions) -> Re
         Some(table) => Some(Rows::read(table, schema, read)?),
         None => None,
     };
+    // Bare file names that several files share: a row keyed by one of them is ambiguous.
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for file in &files {
+        let rel = relative(root, file);
+        let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+        *names.entry(name).or_insert(0) += 1;
+    }
+    if let Some(rows) = &mut rows {
+        rows.shared_names = names.into_iter().filter(|&(_, n)| n > 1).collect();
+    }
     let mut collector = Collector::new(read);
+    // The file each SOP Instance UID was first seen in: a repeat (the same image exported
+    // twice) is a bad file that names the first.
+    let mut first_of: HashMap<String, String> = HashMap::new();
     for file in &files {
         let rel = relative(root, file);
         let sample = dicom::read_info(file)
-            .map_err(|err| DataError::file(file, err.to_string()))
+            .map_err(|err| DataError::file(file, image_message(err)))
+            .and_then(|info| match &info.sop_uid {
+                Some(uid) => match first_of.get(uid) {
+                    Some(first) => Err(DataError::file(
+                        file,
+                        format!("SOP Instance UID {uid} repeats that of {first} (the same image twice?)"),
+                    )),
+                    None => {
+                        first_of.insert(uid.clone(), rel.clone());
+                        Ok(info)
+                    }
+                },
+                None => Ok(info),
+            })
             .map(|info| {
                 let mut sample = Sample::new(
                     info.sop_uid.clone().unwrap_or_else(|| rel.clone()),
@@ -141,15 +177,19 @@ pub fn prepare(options: &DicomOptions, schema: &Schema, read: ReadOptions) -> Re
     }
     if let Some(rows) = rows {
         for (key, line) in rows.unmatched() {
-            let err = DataError::at(
-                &rows.path,
-                line,
-                format!(
+            let message = match rows.shared_names.get(&key) {
+                Some(n) if !rows.by_sop => format!(
+                    "`{}` {key} names {n} DICOM files under {}: give its path under the folder",
+                    rows.key_column,
+                    root.display()
+                ),
+                _ => format!(
                     "`{}` {key} matches no DICOM file under {}",
                     rows.key_column,
                     root.display()
                 ),
-            );
+            };
+            let err = DataError::at(&rows.path, line, message);
             collector.accept(&rows.path, line, Err(err))?;
         }
         for err in rows.skipped {
@@ -167,6 +207,8 @@ struct Rows {
     rows: HashMap<String, (u64, Sample)>,
     /// The table's bad rows, under `skip_bad`.
     skipped: Vec<DataError>,
+    /// Bare file names that several files under the folder share, with their counts.
+    shared_names: HashMap<String, usize>,
 }
 
 impl Rows {
@@ -221,6 +263,7 @@ impl Rows {
             by_sop,
             rows,
             skipped: prepared.skipped,
+            shared_names: HashMap::new(),
         })
     }
 
@@ -233,6 +276,9 @@ impl Rows {
             return Some(s);
         }
         let name = rel.rsplit('/').next().unwrap_or(rel);
+        if self.shared_names.contains_key(name) {
+            return None;
+        }
         self.rows.remove(name).map(|(_, s)| s)
     }
 
