@@ -40,6 +40,10 @@ pub struct ConvertArgs {
     skip_bad: bool,
 }
 
+/// The largest `--size`: larger than any radiograph's side, and small enough that an
+/// upscaled image fits in memory.
+const MAX_SIZE: usize = 16384;
+
 /// One converted file: the manifest row.
 struct Converted {
     png: String,
@@ -66,8 +70,18 @@ const COLUMNS: [&str; 12] = [
 ];
 
 pub fn run(args: &ConvertArgs) -> Result<()> {
-    if args.size == Some(0) {
-        bail!("--size must be at least 1");
+    if let Some(size) = args.size {
+        if size == 0 || size > MAX_SIZE {
+            bail!("--size must be from 1 to at most {MAX_SIZE}, got {size}");
+        }
+    }
+    if let Some(threads) = args.threads {
+        if threads == 0 || threads > umcl_data::MAX_THREADS {
+            bail!(
+                "--threads must be from 1 to at most {}, got {threads}",
+                umcl_data::MAX_THREADS
+            );
+        }
     }
     if args.bits != 8 && args.bits != 16 {
         bail!("--bits must be 8 or 16, got {}", args.bits);
@@ -87,11 +101,11 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the folder {}", args.out.display()))?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(umcl_data::MAX_THREADS))
+    });
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
+        .num_threads(threads)
         .build()
         .context("starting the decoding threads")?;
     let done = AtomicUsize::new(0);

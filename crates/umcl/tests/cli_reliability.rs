@@ -57,7 +57,7 @@ fn absurd_sizes_and_thread_counts_are_refused_with_their_bound() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("phantom");
     let out = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &[
                 "data",
@@ -78,6 +78,25 @@ fn absurd_sizes_and_thread_counts_are_refused_with_their_bound() {
             "at most 1024",
         ),
         (&["info", "--threads", "100000"], "at most 1024"),
+        (
+            &[
+                "data",
+                "convert",
+                "--input",
+                out,
+                "--out",
+                out,
+                "--threads",
+                "100000",
+            ],
+            "at most 1024",
+        ),
+        (
+            &[
+                "data", "convert", "--input", out, "--out", out, "--size", "60000",
+            ],
+            "at most 16384",
+        ),
     ];
     for (args, needle) in cases {
         let started = std::time::Instant::now();
