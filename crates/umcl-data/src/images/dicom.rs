@@ -305,7 +305,7 @@ pub fn read_info(path: impl AsRef<Path>) -> Result<DicomInfo, ImageError> {
         } else {
             return Err(not_dicom());
         }
-        .map_err(|e| format!("cannot parse the DICOM file: {e}"))
+        .map_err(|e| format!("cannot parse the DICOM file: {}", chain(&e)))
     })
     .map_err(&err)?;
     let props = Props::read(&obj).map_err(&err)?;
@@ -324,6 +324,22 @@ fn read_up_to(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Resul
         }
     }
     Ok(n)
+}
+
+/// An error and its causes, `outer: inner: innermost`: dicom-rs's outer messages ("Could not
+/// read data set token") say little without the cause that names the element or the offset.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn not_dicom() -> String {
@@ -372,7 +388,7 @@ fn parse(bytes: &[u8], name: &Path, header_only: bool) -> Result<Object, String>
         };
         options
             .from_reader(body)
-            .map_err(|e| format!("cannot parse the DICOM file: {e}"))
+            .map_err(|e| format!("cannot parse the DICOM file: {}", chain(&e)))
     })
 }
 
@@ -716,7 +732,7 @@ pub(crate) fn decode_into(
     }
     let frame = guarded(name, || {
         obj.decode_pixel_data_frame(0)
-            .map_err(|e| format!("cannot decode the pixel data: {e}"))
+            .map_err(|e| format!("cannot decode the pixel data: {}", chain(&e)))
     })?;
     let (w, h) = (props.cols, props.rows);
     let bytes_per_sample = props.bits_allocated as usize / 8;
