@@ -103,6 +103,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     file.commit()
 }
 
+/// Writes `bytes` to `path` atomically, or with `None` removes `path` if it exists: for a file
+/// that lists what one run did (skipped rows, skipped files) and must not outlive a later run
+/// that had nothing to list. Errors name the file.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let list = dir.path().join("skipped.txt");
+/// umcl_fs::write_or_remove(&list, Some(b"a.png: truncated\n")).unwrap();
+/// assert!(list.exists());
+/// umcl_fs::write_or_remove(&list, None).unwrap();
+/// assert!(!list.exists());
+/// umcl_fs::write_or_remove(&list, None).unwrap(); // nothing to remove is fine
+/// ```
+pub fn write_or_remove(path: &Path, bytes: Option<&[u8]>) -> Result<()> {
+    match bytes {
+        Some(bytes) => write_atomic(path, bytes),
+        None => match std::fs::remove_file(path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(Error::new(path, err)),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// Writes `target` atomically through a writer that wants a path, such as libtorch's
 /// safetensors saver: `write` fills the temporary file [`temp_path`] names, which is then
 /// synced and renamed over `target`. On any failure the temporary file is removed.

@@ -18,7 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use atomic::{
-    remove_stale_temps, temp_owner, temp_path, write_atomic, write_atomic_with, AtomicFile,
+    remove_stale_temps, temp_owner, temp_path, write_atomic, write_atomic_with, write_or_remove,
+    AtomicFile,
 };
 pub use lock::{DirLock, LockError};
 

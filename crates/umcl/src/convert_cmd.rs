@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use rayon::prelude::*;
 use umcl_data::images::dicom::{self, DicomInfo};
-use umcl_data::sources::dicom::find_files;
+use umcl_data::sources::dicom::{find_files, relative_path};
 
 #[derive(Args)]
 pub struct ConvertArgs {
@@ -140,18 +140,10 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     }
     let manifest = args.out.join("convert.csv");
     write_manifest(&manifest, &rows)?;
+    // A list left by an earlier run goes when this one skipped nothing.
     let list = args.out.join("convert.skipped.txt");
-    if skipped.is_empty() {
-        match std::fs::remove_file(&list) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(err).with_context(|| format!("removing {}", list.display()))
-            }
-            _ => {}
-        }
-    } else {
-        let text: String = skipped.iter().map(|e| format!("{e}\n")).collect();
-        umcl_fs::write_atomic(&list, text.as_bytes())?;
-    }
+    let text: String = skipped.iter().map(|e| format!("{e}\n")).collect();
+    umcl_fs::write_or_remove(&list, (!skipped.is_empty()).then_some(text.as_bytes()))?;
     let multi = rows.iter().filter(|r| r.info.frames > 1).count();
     println!(
         "wrote {} {}-bit PNGs and {} in {:.1} s ({} threads)",
@@ -198,8 +190,7 @@ fn convert_one(args: &ConvertArgs, file: &Path) -> Result<Converted> {
         }
         None => image,
     };
-    let rel = file.strip_prefix(&args.input).unwrap_or(file);
-    let png_rel = rel.with_extension("png");
+    let png_rel = Path::new(&relative_path(&args.input, file)).with_extension("png");
     let png = args.out.join(&png_rel);
     if let Some(dir) = png.parent() {
         std::fs::create_dir_all(dir)
@@ -212,20 +203,12 @@ fn convert_one(args: &ConvertArgs, file: &Path) -> Result<Converted> {
     .map_err(|e| anyhow::anyhow!("{}: cannot encode the PNG: {e}", file.display()))?;
     umcl_fs::write_atomic(&png, &bytes)?;
     Ok(Converted {
-        png: slash_path(&png_rel),
+        png: png_rel.to_string_lossy().into_owned(),
         dicom: file.display().to_string(),
         width: image.width(),
         height: image.height(),
         info,
     })
-}
-
-/// A relative path with `/` separators, as manifests keep them.
-fn slash_path(path: &Path) -> String {
-    path.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Writes convert.csv atomically.

@@ -91,11 +91,15 @@ pub const JPEG_DECODER: &str = JpegDecoder::DEFAULT.name();
 /// Reads and decodes an image file; errors name the file.
 pub fn load(path: impl AsRef<Path>) -> Result<GrayImage, ImageError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|err| ImageError::Read {
+    decode(&read_file(path)?, path)
+}
+
+/// Reads a whole image file; the error names it.
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, ImageError> {
+    std::fs::read(path).map_err(|err| ImageError::Read {
         path: path.to_path_buf(),
         err,
-    })?;
-    decode(&bytes, path)
+    })
 }
 
 /// Decodes PNG (8 or 16 bit), JPEG or DICOM bytes, grayscale or colour, to a [`GrayImage`] in

@@ -30,7 +30,7 @@ use dicom_object::mem::InMemDicomObject;
 use dicom_object::{FileDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 
-use super::decode::{check_pixels, RawImage, RawPixels};
+use super::decode::{check_pixels, read_file, RawImage, RawPixels};
 use super::{GrayImage, ImageError};
 
 /// The percentiles of the fallback window (see [`Voi::Percentile`]).
@@ -259,11 +259,7 @@ const NOT_DECODED: &[(&str, &str)] = &[
 /// metadata. Errors name the file.
 pub fn load(path: impl AsRef<Path>) -> Result<(GrayImage, DicomInfo), ImageError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|err| ImageError::Read {
-        path: path.to_path_buf(),
-        err,
-    })?;
-    decode(&bytes, path)
+    decode(&read_file(path)?, path)
 }
 
 /// Decodes the bytes of a DICOM file (`name` is for messages): the first frame in `[0, 1]`,
@@ -281,33 +277,15 @@ pub fn decode(bytes: &[u8], name: impl AsRef<Path>) -> Result<(GrayImage, DicomI
 /// percentile range left out. For adapters that list many files.
 pub fn read_info(path: impl AsRef<Path>) -> Result<DicomInfo, ImageError> {
     let path = path.as_ref();
-    let err = decode_error(path);
-    let file = std::fs::File::open(path).map_err(|err| ImageError::Read {
+    let read_error = |err| ImageError::Read {
         path: path.to_path_buf(),
         err,
-    })?;
-    let mut reader = std::io::BufReader::new(file);
+    };
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(read_error)?);
     let mut head = [0u8; 132];
-    let n = read_up_to(&mut reader, &mut head).map_err(|err| ImageError::Read {
-        path: path.to_path_buf(),
-        err,
-    })?;
-    let head = &head[..n];
-    let options = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Never)
-        .read_until(tags::PIXEL_DATA);
-    let obj = guarded(path, || {
-        use std::io::Read;
-        if head.get(128..132) == Some(b"DICM") {
-            options.from_reader(std::io::Cursor::new(&head[128..]).chain(reader))
-        } else if head.starts_with(b"DICM") {
-            options.from_reader(std::io::Cursor::new(head).chain(reader))
-        } else {
-            return Err(not_dicom());
-        }
-        .map_err(|e| format!("cannot parse the DICOM file: {}", chain(&e)))
-    })
-    .map_err(&err)?;
+    let n = read_up_to(&mut reader, &mut head).map_err(read_error)?;
+    let err = decode_error(path);
+    let obj = parse(&head[..n], reader, path, true).map_err(&err)?;
     let props = Props::read(&obj).map_err(&err)?;
     Ok(props.info(&obj))
 }
@@ -370,12 +348,20 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, S
 
 type Object = FileDicomObject<InMemDicomObject>;
 
-/// Parses a DICOM file from its bytes: all of it, or with `header_only` up to the Pixel Data.
-fn parse(bytes: &[u8], name: &Path, header_only: bool) -> Result<Object, String> {
-    let body = if bytes.get(128..132) == Some(b"DICM") {
-        &bytes[128..]
-    } else if bytes.starts_with(b"DICM") {
-        bytes
+/// Parses a DICOM file whose first bytes are `head` (at least the 132 of the preamble and the
+/// `DICM` magic, or all of it) and the rest `rest`: all of it, or with `header_only` up to the
+/// Pixel Data.
+fn parse(
+    head: &[u8],
+    rest: impl std::io::Read,
+    name: &Path,
+    header_only: bool,
+) -> Result<Object, String> {
+    use std::io::Read;
+    let start = if head.get(128..132) == Some(b"DICM") {
+        128
+    } else if head.starts_with(b"DICM") {
+        0
     } else {
         return Err(not_dicom());
     };
@@ -387,7 +373,7 @@ fn parse(bytes: &[u8], name: &Path, header_only: bool) -> Result<Object, String>
             options
         };
         options
-            .from_reader(body)
+            .from_reader(head[start..].chain(rest))
             .map_err(|e| format!("cannot parse the DICOM file: {}", chain(&e)))
     })
 }
@@ -438,6 +424,8 @@ struct Props {
     frames: u32,
     transfer_syntax: String,
     voi: Voi,
+    /// The VOI LUT when `voi` is [`Voi::Lut`], parsed once.
+    voi_lut: Option<Lut>,
 }
 
 impl Props {
@@ -507,7 +495,11 @@ impl Props {
                 ))
             }
         }
-        let voi = if gray { choose_voi(obj)? } else { Voi::None };
+        let (voi, voi_lut) = if gray {
+            choose_voi(obj)?
+        } else {
+            (Voi::None, None)
+        };
         Ok(Props {
             rows: rows as usize,
             cols: cols as usize,
@@ -520,6 +512,7 @@ impl Props {
             frames,
             transfer_syntax: ts,
             voi,
+            voi_lut,
         })
     }
 
@@ -635,13 +628,19 @@ impl Lut {
 }
 
 /// The VOI transform the policy picks from the header (the percentile range is filled in
-/// later).
-fn choose_voi(obj: &InMemDicomObject) -> Result<Voi, String> {
-    if let Some(lut) = Lut::from_sequence(obj, tags::VOILUT_SEQUENCE)? {
-        return Ok(Voi::Lut {
-            entries: lut.data.len(),
-        });
-    }
+/// later), with the VOI LUT itself when that is the choice.
+fn choose_voi(obj: &InMemDicomObject) -> Result<(Voi, Option<Lut>), String> {
+    Ok(match Lut::from_sequence(obj, tags::VOILUT_SEQUENCE)? {
+        Some(lut) => {
+            let entries = lut.data.len();
+            (Voi::Lut { entries }, Some(lut))
+        }
+        None => (choose_window(obj)?, None),
+    })
+}
+
+/// The first window, or the percentile window when the file has none that is valid.
+fn choose_window(obj: &InMemDicomObject) -> Result<Voi, String> {
     let centers = floats(obj, tags::WINDOW_CENTER)?;
     let widths = floats(obj, tags::WINDOW_WIDTH)?;
     let (centers, widths) = match (centers, widths) {
@@ -706,7 +705,7 @@ pub(crate) fn decode_into(
     name: &Path,
     out: &mut Vec<f32>,
 ) -> Result<(usize, usize, DicomInfo), String> {
-    let head = parse(bytes, name, true)?;
+    let head = parse(bytes, std::io::empty(), name, true)?;
     let props = Props::read(&head)?;
     let mut info = props.info(&head);
     let (w, h) = (props.cols, props.rows);
@@ -719,9 +718,6 @@ pub(crate) fn decode_into(
             }
         }
     }
-    let obj = parse(bytes, name, false)?;
-    let props = Props::read(&obj)?;
-    let mut info = props.info(&obj);
     if props.transfer_syntax == "1.2.840.10008.1.2.4.51" && props.bits_allocated > 8 {
         // jpeg-decoder reads only 8-bit lossy JPEG.
         return Err(format!(
@@ -730,27 +726,25 @@ pub(crate) fn decode_into(
             props.bits_stored
         ));
     }
+    // The header's attributes are read; the whole file is parsed only for its pixel data.
+    let obj = parse(bytes, std::io::empty(), name, false)?;
     let frame = guarded(name, || {
         obj.decode_pixel_data_frame(0)
             .map_err(|e| format!("cannot decode the pixel data: {}", chain(&e)))
     })?;
-    let (w, h) = (props.cols, props.rows);
-    let bytes_per_sample = props.bits_allocated as usize / 8;
-    let samples = props.samples as usize;
-    let need = w * h * samples * bytes_per_sample;
     let data = frame.data();
     if data.len() < need {
         return Err(format!(
             "the pixel data of the first frame holds {} bytes, {w}x{h} pixels of {} sample(s) \
              at {} bits need {need} (a truncated file?)",
             data.len(),
-            samples,
+            props.samples,
             props.bits_allocated
         ));
     }
     let data = &data[..need];
-    if samples == 1 {
-        gray(&obj, &props, data, &mut info.voi, out)?;
+    if props.samples == 1 {
+        gray(&head, &props, data, &mut info.voi, out)?;
     } else {
         // The JPEG decoders turn YBR into RGB and say so; uncompressed data is as the header
         // says.
@@ -822,10 +816,9 @@ fn gray(
             f((sample(data, i, wide) >> shift) & mask);
         }
     };
-    let display: Box<dyn Fn(f64) -> f64> = match voi {
+    let display: Box<dyn Fn(f64) -> f64 + '_> = match voi {
         Voi::Lut { .. } => {
-            let lut = Lut::from_sequence(obj, tags::VOILUT_SEQUENCE)?
-                .ok_or("the VOI LUT Sequence vanished")?;
+            let lut = p.voi_lut.as_ref().ok_or("the VOI LUT Sequence vanished")?;
             let max = ((1u64 << lut.bits) - 1) as f64;
             Box::new(move |m| (lut.get(m) / max).clamp(0.0, 1.0))
         }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use super::decode::{decode_gray_jpeg, decode_raw, jpeg_size, read_into, JpegDecoder, RawPixels};
+use super::decode::{
+    decode_gray_jpeg, decode_raw, jpeg_size, read_file, read_into, JpegDecoder, RawPixels,
+};
 use super::resample::{resample_t, resize_rect, Rect, TapsCache};
 use super::{GrayImage, ImageError};
 
@@ -149,11 +151,7 @@ impl Preprocess {
     /// give, without the full-size float copy. Errors name the file.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<GrayImage, ImageError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|err| ImageError::Read {
-            path: path.to_path_buf(),
-            err,
-        })?;
-        let raw = decode_raw(&bytes, path, JpegDecoder::DEFAULT)?;
+        let raw = decode_raw(&read_file(path)?, path, JpegDecoder::DEFAULT)?;
         Ok(raw.resample(self.fit_rect(raw.width, raw.height), self.size, self.size))
     }
 

@@ -79,8 +79,16 @@ fn image_message(err: crate::images::ImageError) -> String {
     }
 }
 
-/// The path of `file` under `root`, with `/` separators.
-fn relative(root: &Path, file: &Path) -> String {
+/// The path of `file` under `root`, with `/` separators: a sample's `meta["file"]`, and where
+/// `umcl data convert` puts its PNG.
+///
+/// ```
+/// use std::path::Path;
+/// use umcl_data::sources::dicom::relative_path;
+///
+/// assert_eq!(relative_path(Path::new("export"), Path::new("export/p1/IM1.dcm")), "p1/IM1.dcm");
+/// ```
+pub fn relative_path(root: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(root).unwrap_or(file);
     rel.components()
         .map(|c| c.as_os_str().to_string_lossy())
@@ -111,7 +119,7 @@ pub fn prepare(options: &DicomOptions, schema: &Schema, read: ReadOptions) -> Re
     // Bare file names that several files share: a row keyed by one of them is ambiguous.
     let mut names: HashMap<String, usize> = HashMap::new();
     for file in &files {
-        let rel = relative(root, file);
+        let rel = relative_path(root, file);
         let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
         *names.entry(name).or_insert(0) += 1;
     }
@@ -123,7 +131,7 @@ pub fn prepare(options: &DicomOptions, schema: &Schema, read: ReadOptions) -> Re
     // twice) is a bad file that names the first.
     let mut first_of: HashMap<String, String> = HashMap::new();
     for file in &files {
-        let rel = relative(root, file);
+        let rel = relative_path(root, file);
         let sample = dicom::read_info(file)
             .map_err(|err| DataError::file(file, image_message(err)))
             .and_then(|info| match &info.sop_uid {

@@ -74,22 +74,12 @@ impl Prepared {
     pub fn write(&self, path: &Path, schema: &crate::schema::Schema) -> Result<Option<PathBuf>> {
         crate::manifest::write_manifest(path, schema, &self.samples)?;
         let list = crate::manifest::sibling_path(path, ".skipped.txt");
-        if self.skipped.is_empty() {
-            match std::fs::remove_file(&list) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    Err(DataError::io(&list, err))
-                }
-                _ => Ok(None),
-            }
-        } else {
-            let text: String = self.skipped.iter().map(|err| format!("{err}\n")).collect();
-            umcl_fs::write_atomic(&list, text.as_bytes())?;
-            Ok(Some(list))
-        }
+        let text: String = self.skipped.iter().map(|err| format!("{err}\n")).collect();
+        let skipped = !self.skipped.is_empty();
+        umcl_fs::write_or_remove(&list, skipped.then_some(text.as_bytes()))?;
+        Ok(skipped.then_some(list))
     }
-}
 
-impl Prepared {
     /// Keeps only the samples whose `meta["view"]` is frontal ([`is_frontal`]), as
     /// `--frontal-only` asks, and returns how many were left out, by view (`(none)` for
     /// samples without one), so that the caller can report them.
